@@ -1,0 +1,38 @@
+"""depthinit: initialize and monitor very deep and very wide networks.
+
+>>> import depthinit as di
+>>> plan = di.plan(model, scheme="depth_aware", K=1.0, distribution="uniform", seed=0)
+>>> plan.apply()
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+
+def _load_source_kernels() -> None:
+    """Make ``depthinit.kernels`` importable from a source checkout.
+
+    setup.py installs the top-level ``kernels/`` folder as ``depthinit.kernels``. When ``depthinit`` is
+    imported straight from a checkout (tests run from the repository root), that mapping does not exist,
+    so the folder beside this package is registered under the same name.
+    """
+    name = __name__ + ".kernels"
+    here = os.path.dirname(os.path.abspath(__file__))
+    if name in sys.modules or os.path.isdir(os.path.join(here, "kernels")):
+        return
+    src = os.path.join(os.path.dirname(here), "kernels")
+    init = os.path.join(src, "__init__.py")
+    if not os.path.isfile(init):
+        return  # installed layout: the import system finds depthinit.kernels itself
+    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[src])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+_load_source_kernels()
+
+__version__ = "0.1.0"
