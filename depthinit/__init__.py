@@ -36,3 +36,48 @@ def _load_source_kernels() -> None:
 _load_source_kernels()
 
 __version__ = "0.1.0"
+
+from . import schemes  # noqa: E402
+from .plan import InitPlan, PlanRow, VarianceWarning, init_, plan  # noqa: E402
+from .schemes import calculate_gain, compute_fans, variance_scaling  # noqa: E402
+
+# Features that import triton or optional packages load on first use.
+_LAZY = {
+    "materialize": ("depthinit.materialize", "materialize"),
+    "layer_stats": ("depthinit.stats", "layer_stats"),
+    "LayerStats": ("depthinit.stats", "LayerStats"),
+    "VarianceMonitor": ("depthinit.monitor", "VarianceMonitor"),
+    "sinks": ("depthinit.sinks", None),
+    "plots": ("depthinit.plots", None),
+    "probe": ("depthinit.probe", "probe"),
+    "ProbeReport": ("depthinit.probe", "ProbeReport"),
+    "calibrate": ("depthinit.probe", "calibrate"),
+    "init": ("depthinit.init", None),
+    "rng": ("depthinit.rng", None),
+    "models": ("depthinit.models", None),
+}
+
+__all__ = [
+    "InitPlan",
+    "PlanRow",
+    "VarianceWarning",
+    "calculate_gain",
+    "compute_fans",
+    "init_",
+    "plan",
+    "schemes",
+    "variance_scaling",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        m = importlib.import_module(mod)
+        value = m if attr is None else getattr(m, attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'depthinit' has no attribute {name!r}")

@@ -11,7 +11,8 @@ Both are plain tensors, cached by the caller (a plan, a monitor) and reused acro
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,11 +34,11 @@ class ShardGeometry(NamedTuple):
     offset: int
 
     @staticmethod
-    def full(numel: int) -> "ShardGeometry":
+    def full(numel: int) -> ShardGeometry:
         return ShardGeometry(1, numel, numel, 1, 0)
 
     @staticmethod
-    def along(global_shape: Sequence[int], dim: int, offset: int, local_size: int) -> "ShardGeometry":
+    def along(global_shape: Sequence[int], dim: int, offset: int, local_size: int) -> ShardGeometry:
         """Geometry of the slice ``[offset, offset + local_size)`` of dimension ``dim``."""
         shape = [int(s) for s in global_shape]
         if not shape:
@@ -103,7 +104,12 @@ DIST_NORMAL = 0
 DIST_UNIFORM = 1
 DIST_TRUNC_NORMAL = 2
 DIST_CONSTANT = 3
-DIST_CODES = {"normal": DIST_NORMAL, "uniform": DIST_UNIFORM, "trunc_normal": DIST_TRUNC_NORMAL, "constant": DIST_CONSTANT}
+DIST_CODES = {
+    "normal": DIST_NORMAL,
+    "uniform": DIST_UNIFORM,
+    "trunc_normal": DIST_TRUNC_NORMAL,
+    "constant": DIST_CONSTANT,
+}
 
 
 class FillRow(NamedTuple):
@@ -123,3 +129,17 @@ class FillRow(NamedTuple):
     high: float = 1.0
     stream: int = 0
     geometry: ShardGeometry | None = None  # None: the tensor is the whole logical tensor
+
+
+class AotSpec(NamedTuple):
+    """One kernel specialization compiled by ``python -m depthinit.kernels.aot`` (see kernels/aot.py).
+
+    Each kernel module exposes ``aot_specs() -> list[AotSpec]``; ``signature`` and ``constexprs`` are
+    passed to ``triton.compiler.ASTSource``.
+    """
+
+    name: str
+    fn: object  # triton.JITFunction
+    signature: dict
+    constexprs: dict
+    num_warps: int = 4

@@ -1,0 +1,5 @@
+import sys
+
+from depthinit.cli import main
+
+sys.exit(main())

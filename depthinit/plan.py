@@ -1,0 +1,446 @@
+"""Init plans: one row per parameter, printable, serializable, editable, applied in one fused launch.
+
+>>> plan = di.plan(model, scheme="depth_aware", K=1.0, distribution="uniform", seed=0)
+>>> print(plan)          # aligned table: name, shape, role, layer l/L, fans, distribution, std, bounds
+>>> plan.apply()         # one launch per (device, dtype) group
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import schemes as S
+from .roles import locate
+
+PLAN_FORMAT = "depthinit.plan/1"
+GROWTH_WARN_HIGH = 1e4
+GROWTH_WARN_LOW = 1e-4
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+class VarianceWarning(UserWarning):
+    """A plan predicts an extreme end-to-end variance growth or decay."""
+
+
+@dataclass
+class PlanRow:
+    """One parameter of a plan. ``std`` is the distribution's standard deviation (for ``orthogonal``, the
+    gain); ``low``/``high`` are uniform bounds or truncation bounds; ``stream`` the RNG stream id."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    device: str
+    role: str
+    layer: int | None
+    n_layers: int | None
+    fan_in: int | None
+    fan_out: int | None
+    distribution: str
+    mean: float
+    std: float
+    low: float | None
+    high: float | None
+    stream: int
+    note: str = ""
+    tied: tuple[str, ...] = ()
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class InitPlan:
+    """A table of what every floating parameter of a model is initialized with (see :func:`plan`)."""
+
+    rows: list[PlanRow]
+    scheme: str
+    options: dict[str, Any]
+    seed: int
+    constants: dict[str, float] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[PlanRow]:
+        return iter(self.rows)
+
+    def __getitem__(self, name: str) -> PlanRow:
+        for r in self.rows:
+            if r.name == name or name in r.tied:
+                return r
+        raise KeyError(f"no parameter {name!r} in the plan")
+
+    @property
+    def numel(self) -> int:
+        return sum(r.numel for r in self.rows)
+
+    def predicted_gain(self) -> dict[str, float]:
+        """Per depth stack: the product of the depth multipliers m_l (depth-aware schemes only)."""
+        if self.scheme != "depth_aware":
+            return {}
+        K, schedule = self.options["K"], self.options["schedule"]
+        stacks = {(r.n_layers) for r in self.rows if r.layer is not None and r.n_layers}
+        return {f"L={L}": S.predicted_gain(L, K, schedule) for L in sorted(stacks)}
+
+    # ------------------------------------------------------------------ display
+    def table(self) -> str:
+        head = ("name", "shape", "dtype", "role", "l/L", "fan_in", "fan_out", "dist", "std", "bounds", "note")
+        lines = [head]
+        for r in self.rows:
+            bounds = "" if r.low is None else f"[{r.low:.4g}, {r.high:.4g}]"
+            std = f"{r.mean:g}" if r.distribution == "constant" else f"{r.std:.4g}"
+            lines.append(
+                (
+                    r.name + (f" (= {', '.join(r.tied)})" if r.tied else ""),
+                    "x".join(map(str, r.shape)) or "scalar",
+                    r.dtype.replace("torch.", ""),
+                    r.role,
+                    "" if r.layer is None else f"{r.layer}/{r.n_layers}",
+                    "" if r.fan_in is None else str(r.fan_in),
+                    "" if r.fan_out is None else str(r.fan_out),
+                    r.distribution,
+                    std,
+                    bounds,
+                    r.note,
+                )
+            )
+        widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
+        out = [
+            f"InitPlan: scheme={self.scheme} seed={self.seed} "
+            + " ".join(f"{k}={v}" for k, v in self.options.items())
+            + f" | {len(self.rows)} tensors, {self.numel:,} elements"
+        ]
+        for i, x in enumerate(lines):
+            out.append("  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip())
+            if i == 0:
+                out.append("  ".join("-" * w for w in widths))
+        if self.constants:
+            out.append("constants: " + ", ".join(f"{k}={v:.6g}" for k, v in self.constants.items()))
+        for name, gain in self.predicted_gain().items():
+            out.append(f"predicted end-to-end variance gain ({name}): {gain:.4g}")
+        for name, why in self.skipped:
+            out.append(f"skipped {name}: {why}")
+        return "\n".join(out)
+
+    __str__ = table
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "scheme": self.scheme,
+            "options": self.options,
+            "seed": self.seed,
+            "constants": self.constants,
+            "skipped": [list(s) for s in self.skipped],
+            "rows": [{**asdict(r), "shape": list(r.shape), "tied": list(r.tied)} for r in self.rows],
+        }
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> InitPlan:
+        """Parse a plan written by :meth:`to_json` (plain JSON; never pickle or eval). Bad input raises
+        ``ValueError`` with a one-line reason."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"plan JSON is not UTF-8: {e}") from None
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"not valid plan JSON: {e}") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> InitPlan:
+        if not isinstance(d, dict) or d.get("format") != PLAN_FORMAT:
+            raise ValueError(f"not a depthinit plan (expected an object with format={PLAN_FORMAT!r})")
+        extra = set(d) - {"format", "scheme", "options", "seed", "constants", "skipped", "rows"}
+        if extra:
+            raise ValueError(f"unknown plan field(s): {', '.join(sorted(extra))}")
+        rows_in = d.get("rows")
+        if not isinstance(rows_in, list):
+            raise ValueError("plan 'rows' must be a list")
+        rows = [_row_from_dict(i, r) for i, r in enumerate(rows_in)]
+        seed = d.get("seed")
+        _check_seed(seed)
+        opts = d.get("options", {})
+        consts = d.get("constants", {})
+        if not isinstance(opts, dict) or not isinstance(consts, dict):
+            raise ValueError("plan 'options' and 'constants' must be objects")
+        skipped = d.get("skipped", [])
+        if not (isinstance(skipped, list) and all(isinstance(s, list) and len(s) == 2 for s in skipped)):
+            raise ValueError("plan 'skipped' must be a list of [name, reason] pairs")
+        return cls(rows, str(d.get("scheme", "")), opts, seed, consts, [tuple(s) for s in skipped])
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, model: nn.Module | None = None, backend: str = "auto") -> nn.Module:
+        """Fill the model's parameters as the plan says: one fused launch per (device, dtype) group.
+
+        ``backend``: ``auto`` (Triton for CUDA tensors, torch for CPU), ``torch`` or ``triton`` (on CPU
+        tensors: the Triton interpreter, for tests). Tied parameters are filled once.
+        """
+        from .fill import fill_tensors
+
+        model = model if model is not None else self.model
+        if model is None:
+            raise ValueError("this plan is not bound to a model: call plan.apply(model)")
+        tensors, rows, ortho = self._targets(model)
+        with torch.no_grad():
+            if tensors:
+                fill_tensors(tensors, rows, self.seed, backend=backend)
+            for t, gain in ortho:
+                _orthogonalize_(t, gain)
+        return model
+
+    def fill_rows(self) -> list:
+        """The plan's rows as ``FillRow``s of the kernel contract (``keep`` rows excluded)."""
+        from .kernels._tables import DIST_CODES, FillRow
+
+        out = []
+        for r in self.rows:
+            if r.distribution == "keep":
+                continue
+            dist = "normal" if r.distribution == "orthogonal" else r.distribution
+            mean, std = (0.0, 1.0) if r.distribution == "orthogonal" else (r.mean, r.std)
+            low = r.low if r.low is not None else 0.0
+            high = r.high if r.high is not None else 1.0
+            out.append(FillRow(DIST_CODES[dist], mean, std, low, high, r.stream))
+        return out
+
+    def _targets(self, model: nn.Module):
+        params = dict(model.named_parameters(remove_duplicate=False))
+        tensors, ortho = [], []
+        for r in self.rows:
+            if r.distribution == "keep":
+                continue
+            p = params.get(r.name)
+            if p is None:
+                raise ValueError(f"plan row {r.name!r} names no parameter of this model")
+            if tuple(_global_shape(p)) != tuple(r.shape):
+                raise ValueError(f"plan row {r.name!r} has shape {r.shape}, the model's parameter {tuple(p.shape)}")
+            if p.is_meta:
+                raise ValueError(
+                    f"parameter {r.name!r} is on the meta device: use di.materialize(model, device=...) to allocate "
+                    "and fill it"
+                )
+            tensors.append(p.data if not _is_dtensor(p) else p)
+            if r.distribution == "orthogonal":
+                if _is_dtensor(p):
+                    raise NotImplementedError(f"orthogonal init of the sharded parameter {r.name!r} is not supported")
+                ortho.append((p.data, r.std))
+        return tensors, self.fill_rows(), ortho
+
+
+def _global_shape(p: torch.Tensor) -> torch.Size:
+    return p.shape  # DTensor.shape is the global shape
+
+
+def _is_dtensor(t: torch.Tensor) -> bool:
+    return type(t).__name__ == "DTensor" or type(getattr(t, "data", None)).__name__ == "DTensor"
+
+
+def _orthogonalize_(t: torch.Tensor, gain: float) -> None:
+    """Turn a tensor of contract normals into a (semi-)orthogonal matrix, as ``torch.nn.init.orthogonal_``."""
+    if t.numel() == 0:
+        return
+    rows = t.size(0)
+    cols = t.numel() // rows
+    flat = t.reshape(rows, cols).double()
+    if rows < cols:
+        flat = flat.t()
+    q, r = torch.linalg.qr(flat)
+    q *= torch.sign(torch.diagonal(r, 0))
+    if rows < cols:
+        q = q.t()
+    t.copy_((q * gain).reshape(t.shape).to(t.dtype))
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+
+
+_ROW_TYPES: dict[str, Callable[[Any], bool]] = {
+    "name": lambda v: isinstance(v, str),
+    "shape": lambda v: isinstance(v, list) and len(v) <= 64 and all(isinstance(s, int) and 0 <= s < 2**48 for s in v),
+    "dtype": lambda v: isinstance(v, str),
+    "device": lambda v: isinstance(v, str),
+    "role": lambda v: v in S.ROLES,
+    "layer": lambda v: v is None or (isinstance(v, int) and v >= 1),
+    "n_layers": lambda v: v is None or (isinstance(v, int) and v >= 1),
+    "fan_in": lambda v: v is None or (isinstance(v, int) and v >= 0),
+    "fan_out": lambda v: v is None or (isinstance(v, int) and v >= 0),
+    "distribution": lambda v: v in (*S.DISTRIBUTIONS, "constant", "orthogonal", "keep"),
+    "mean": lambda v: _finite(v),
+    "std": lambda v: _finite(v) and v >= 0,
+    "low": lambda v: v is None or _finite(v),
+    "high": lambda v: v is None or _finite(v),
+    "stream": lambda v: isinstance(v, int) and 0 <= v < 2**32,
+    "note": lambda v: isinstance(v, str),
+    "tied": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _row_from_dict(i: int, r: Any) -> PlanRow:
+    if not isinstance(r, dict):
+        raise ValueError(f"plan row {i} is not an object")
+    names = {f.name for f in fields(PlanRow)}
+    unknown = set(r) - names
+    missing = names - set(r) - {"note", "tied"}
+    if unknown or missing:
+        raise ValueError(f"plan row {i}: unknown field(s) {sorted(unknown)}, missing field(s) {sorted(missing)}")
+    for k, v in r.items():
+        if not _ROW_TYPES[k](v):
+            raise ValueError(f"plan row {i}: invalid {k}={v!r}")
+    if r["dtype"].replace("torch.", "") not in ("float16", "bfloat16", "float32", "float64"):
+        raise ValueError(f"plan row {i}: dtype {r['dtype']!r} is not a floating dtype")
+    if r["distribution"] in ("uniform", "trunc_normal") and (r["low"] is None or r["high"] is None):
+        raise ValueError(f"plan row {i}: {r['distribution']} needs low and high")
+    if r["low"] is not None and r["high"] is not None and not r["low"] <= r["high"]:
+        raise ValueError(f"plan row {i}: low > high")
+    return PlanRow(**{**r, "shape": tuple(r["shape"]), "tied": tuple(r.get("tied", ()))})
+
+
+# ---------------------------------------------------------------------------------------------- planning
+
+
+def plan(
+    model: nn.Module,
+    scheme: str = "he",
+    *,
+    seed: int = 0,
+    depth: Callable[[str], int | None] | Mapping[str, int] | None = None,
+    roles: Mapping[str, str] | None = None,
+    **options: Any,
+) -> InitPlan:
+    """Plan the initialization of every floating parameter of ``model`` with ``scheme``.
+
+    Args:
+        model: the module (its parameters may be on any device, or on ``meta``).
+        scheme: a name of :data:`depthinit.schemes.SCHEMES` (``he``, ``xavier``, ``depth_aware``, ``gpt2``, ...).
+        seed: 64-bit seed of the counter-based RNG; the same seed gives the same weights on any device and
+            under any sharding.
+        depth: override depth detection: ``name -> l`` (1-based; None = outside any stack) as a callable or
+            mapping; L is the largest l given.
+        roles: ``{regex: role}`` overriding the detected roles (e.g. ``{r"conv2$": "mlp_out"}`` for Fixup).
+        **options: the scheme's options (e.g. ``K``, ``schedule``, ``distribution``, ``nonlinearity``).
+
+    Example:
+        >>> plan = di.plan(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)), "he", seed=0)
+        >>> plan.apply()
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"plan() takes an nn.Module, got {type(model).__name__}")
+    sch = S.get_scheme(scheme)
+    opts = S.check_options(sch, options)
+    _check_seed(seed)
+    from .rng import stream_id
+
+    named = list(model.named_parameters())  # deduplicated: a tied parameter appears once
+    all_named = list(model.named_parameters(remove_duplicate=False))
+    tied: dict[int, list[str]] = {}
+    for n, p in all_named:
+        tied.setdefault(id(p), []).append(n)
+
+    skipped: list[tuple[str, str]] = []
+    usable: list[tuple[str, torch.Tensor]] = []
+    for n, p in named:
+        if p.dtype not in FLOATING:
+            skipped.append((n, f"{p.dtype} is not a floating dtype: left as it is"))
+        else:
+            usable.append((n, p))
+    loc = locate(model, [n for n, _ in usable], depth=depth, roles=roles)
+
+    model_L = max((lc.n_layers for lc in loc.values() if lc.n_layers), default=None)
+    rows: list[PlanRow] = []
+    for n, p in usable:
+        lc = loc[n]
+        shape = tuple(p.shape)
+        fan_in, fan_out = S.compute_fans(shape) if len(shape) >= 2 else (None, None)
+        # Outside any stack a scheme still sees the model's depth (e.g. T-Fixup scales embeddings by N).
+        info = S.ParamInfo(n, shape, lc.role, lc.layer, lc.n_layers or model_L, fan_in, fan_out)
+        kw = dict(opts)
+        if "stack" in sch.options and not options.get("stack"):
+            kw["stack"] = "encoder" if "encoder" in lc.stack else ("decoder" if sch.name == "t_fixup" else "")
+        d = sch.fn(info, **kw)
+        rows.append(
+            PlanRow(
+                name=n,
+                shape=shape,
+                dtype=str(p.dtype),
+                device=str(p.device),
+                role=lc.role,
+                layer=lc.layer,
+                n_layers=lc.n_layers,
+                fan_in=fan_in,
+                fan_out=fan_out,
+                distribution=d.distribution,
+                mean=float(d.mean),
+                std=float(d.std),
+                low=None if d.low is None else float(d.low),
+                high=None if d.high is None else float(d.high),
+                stream=stream_id(n),
+                note=d.note,
+                tied=tuple(x for x in tied[id(p)] if x != n),
+            )
+        )
+
+    if sch.name == "rezero" and not any(r.role == "residual_scale" for r in rows):
+        raise ValueError(
+            "rezero: this model has no residual scalars (0-D or 1-element parameters named like 'resweight', "
+            "'rezero' or 'alpha') to set to zero; add one per residual branch or pass roles={regex: "
+            "'residual_scale'}"
+        )
+    constants = {}
+    if sch.constants is not None:
+        Ls = [r.n_layers for r in rows if r.n_layers]
+        L = max(Ls) if Ls else 1
+        o = {**opts}
+        o["n_encoder"] = o.get("n_encoder") or L
+        o["n_decoder"] = o.get("n_decoder") or L
+        constants = sch.constants(**o)
+
+    result = InitPlan(rows, sch.name, opts, seed, constants, skipped, model)
+    for name, gain in result.predicted_gain().items():
+        if gain > GROWTH_WARN_HIGH or gain < GROWTH_WARN_LOW:
+            warnings.warn(
+                f"depth schedule {opts['schedule']!r} with K={opts['K']} predicts an end-to-end variance gain of "
+                f"{gain:.3g} over {name}: activations will {'explode' if gain > 1 else 'vanish'}; choose |K| "
+                f"smaller (the ramp schedule's gain is exactly e^K)",
+                VarianceWarning,
+                stacklevel=2,
+            )
+    return result
+
+
+def init_(model: nn.Module, scheme: str = "he", *, seed: int = 0, backend: str = "auto", **options: Any) -> InitPlan:
+    """Plan and apply in one call; returns the plan (``print`` it to see what was done).
+
+    Example:
+        >>> di.init_(model, "gpt2", seed=0)
+    """
+    p = plan(model, scheme, seed=seed, **options)
+    p.apply(backend=backend)
+    return p
