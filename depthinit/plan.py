@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import warnings
@@ -190,6 +191,30 @@ class InitPlan:
             raise ValueError("plan 'skipped' must be a list of [name, reason] pairs")
         return cls(rows, str(d.get("scheme", "")), opts, seed, consts, [tuple(s) for s in skipped])
 
+    def fingerprint(self) -> str:
+        """SHA-256 of what the plan draws (names, shapes, dtypes, distributions, parameters, seed)."""
+        h = hashlib.sha256(f"{self.seed}".encode())
+        for r in self.rows:
+            h.update(repr((r.name, r.shape, r.dtype, r.distribution, r.mean, r.std, r.low, r.high, r.stream)).encode())
+        return h.hexdigest()
+
+    def check_consistent(self, group: Any = None) -> None:
+        """Collectively check that every rank applies the same plan (one small all-gather).
+
+        A rank whose parameter list differs from the others' would otherwise fill different streams, or
+        hang a later collective; here every rank raises the same clear error.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+            return
+        mine = (self.fingerprint(), len(self.rows))
+        everyone: list = [None] * dist.get_world_size(group)
+        dist.all_gather_object(everyone, mine, group=group)
+        if len({fp for fp, _ in everyone}) > 1:
+            detail = ", ".join(f"rank {i}: {n} rows, {fp[:12]}" for i, (fp, n) in enumerate(everyone))
+            raise RuntimeError(f"init plans differ between ranks ({detail}); build the same model on every rank")
+
     # ------------------------------------------------------------------ apply
     def apply(self, model: nn.Module | None = None, backend: str = "auto") -> nn.Module:
         """Fill the model's parameters as the plan says: one fused launch per (device, dtype) group.
@@ -203,6 +228,8 @@ class InitPlan:
         if model is None:
             raise ValueError("this plan is not bound to a model: call plan.apply(model)")
         tensors, rows, ortho = self._targets(model)
+        if any(_is_dtensor(t) for t in tensors):
+            self.check_consistent()
         with torch.no_grad():
             if tensors:
                 fill_tensors(tensors, rows, self.seed, backend=backend)

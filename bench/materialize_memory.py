@@ -1,0 +1,55 @@
+"""Peak host memory of ``di.materialize`` on CPU, as a multiple of the parameter bytes.
+
+Each measurement runs in a fresh process: peak RSS (``ru_maxrss``) after materializing a meta-built
+GPT-2-style model, minus the RSS just before, divided by the parameter bytes. Target: <= 1.1.
+
+    python bench/materialize_memory.py --model gpt2:n_layer=24,n_embd=1024,n_head=16,vocab=50257,block=1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = r"""
+import json, resource, sys, torch
+import depthinit as di
+from depthinit.models import build, n_params
+spec, scheme = sys.argv[1], sys.argv[2]
+torch.set_num_threads(2)
+model = build(spec, device="meta")
+# warm the fill path on a tiny model first so one-time costs (compilation, imports) are not counted
+di.materialize(build("mlp:depth=2,width=64", device="meta"), device="cpu", scheme="he", seed=0)
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+before = rss()
+peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+di.materialize(model, device="cpu", scheme=scheme, seed=0)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+nbytes = sum(p.numel() * p.element_size() for p in model.parameters())
+print(json.dumps({"params": n_params(model), "param_bytes": nbytes, "rss_before": before,
+                  "peak_before": peak_before, "peak": peak, "ratio": (peak - before) / nbytes}))
+"""
+
+
+def measure(spec: str, scheme: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, spec, scheme], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="gpt2:n_layer=24,n_embd=1024,n_head=16,vocab=50257,block=1024")
+    ap.add_argument("--scheme", default="gpt2")
+    args = ap.parse_args()
+    r = measure(args.model, args.scheme)
+    print(f"{args.model}: {r['params']:,} parameters, {r['param_bytes'] / 2**20:.0f} MiB; "
+          f"peak extra host memory {(r['peak'] - r['rss_before']) / 2**20:.0f} MiB = {r['ratio']:.3f}x the parameter "
+          f"bytes (target <= 1.1x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The command line: plan output, JSON, one-line errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from depthinit.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "depthinit", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_plan_prints_54_layer_table():
+    r = run("plan", "--model", "mlp:depth=54,width=512", "--scheme", "depth_aware", "--K", "1",
+            "--distribution", "uniform")
+    assert r.returncode == 0, r.stderr
+    assert "54/54" in r.stdout and "uniform" in r.stdout
+    assert "predicted end-to-end variance gain (L=54): 2.718" in r.stdout
+
+
+def test_plan_json_gpt2(capsys):
+    assert main(["plan", "--model", "gpt2:n_layer=2,n_embd=16,n_head=2,vocab=32,block=8", "--scheme", "gpt2",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["scheme"] == "gpt2" and any(r["role"] == "attn_qkv" for r in d["rows"])
+
+
+@pytest.mark.parametrize("args,match", [
+    (["plan", "--model", "resnet:depth=3"], "unknown model kind"),
+    (["plan", "--model", "mlp:depth=x"], "bad value 'x' for depth"),
+    (["plan", "--model", "mlp:depth"], "expected key=value"),
+    (["plan", "--model", "mlp:colour=3"], "unknown key"),
+    (["plan", "--model", "mlp:depth=0"], "must be >= 1"),
+    (["plan", "--model", "gpt2:n_embd=10,n_head=3"], "divisible"),
+    (["plan", "--model", "mlp:depth=100000,width=100000"], "over the limit"),
+    (["plan", "--scheme", "nope"], "unknown scheme"),
+    (["plan", "--K", "nan", "--schedule", "ramp"], "K must be a finite number"),
+    (["plan", "--K", "abc"], "not a number"),
+    (["plan", "--option", "bogus=1"], "has no option"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_one_line_exit_2(args, match, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("depthinit: error: ") and match in err
+
+
+def test_bad_spec_subprocess_has_no_traceback():
+    r = run("plan", "--model", "mlp:depth=-3")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_schemes_lists_everything(capsys):
+    assert main(["schemes"]) == 0
+    out = capsys.readouterr().out
+    for name in ("he", "xavier", "depth_aware", "torchtitan_depth", "olmo_mitchell", "deepnorm", "rezero"):
+        assert name in out
