@@ -48,7 +48,7 @@ Example:
 from __future__ import annotations
 
 import math
-import numbers
+import numbers as _numbers
 import warnings
 from collections.abc import Callable
 from typing import TypeVar
@@ -56,11 +56,11 @@ from typing import TypeVar
 import torch
 import torch.nn.init as _torch_init
 from torch import Tensor
-from torch.overrides import handle_torch_function, has_torch_function_variadic
+from torch.overrides import handle_torch_function as _handle_torch_function
+from torch.overrides import has_torch_function_variadic as _has_torch_function
 
-from .kernels._tables import DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow, ShardGeometry
-from .schemes import calculate_gain as _scheme_gain
-from .schemes import compute_fans
+from . import schemes as _schemes
+from .kernels import _tables
 
 __all__ = [
     "calculate_gain",
@@ -93,7 +93,7 @@ __all__ = [
 ]
 
 _R = TypeVar("_R")
-Stream = int | str
+_Stream = int | str
 
 _ZERO_ELEMENT_MSG = "Initializing zero-element tensors is a no-op"
 _TORCH_NONLINEARITIES = (
@@ -116,26 +116,44 @@ _HALF_TYPES = (torch.float16, torch.bfloat16)
 # --------------------------------------------------------------------------------------------- seed= helpers
 
 
-def _contract_stream(generator: torch.Generator | None, seed: int, stream: Stream) -> int:
+def _torch_path(seed: int | None, stream: _Stream) -> bool:
+    """True when the call is torch's (no ``seed=``); a ``stream=`` without ``seed=`` is a mistake, not ignored."""
+    if seed is not None:
+        return False
+    if isinstance(stream, str) or stream != 0:
+        raise ValueError(
+            f"stream={stream!r} selects a stream of depthinit's counter-based RNG and needs seed= as well "
+            "(without seed= the call draws from torch's RNG, which has no streams)"
+        )
+    return True
+
+
+def _contract_stream(generator: torch.Generator | None, seed: int, stream: _Stream) -> int:
     """Validate ``seed=`` arguments; the 32-bit stream id."""
     if generator is not None:
         raise ValueError(
             "pass either generator= (torch's stateful RNG) or seed= (depthinit's counter-based RNG), not both"
         )
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**64:
+    if isinstance(seed, bool) or not isinstance(seed, _numbers.Integral) or not 0 <= int(seed) < 2**64:
         raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
     if isinstance(stream, str):
         from .rng import stream_id  # lazy: the non-seed path never needs depthinit's RNG
 
         return int(stream_id(stream))
-    if isinstance(stream, bool) or not isinstance(stream, numbers.Integral) or not 0 <= int(stream) < 2**32:
+    if isinstance(stream, bool) or not isinstance(stream, _numbers.Integral) or not 0 <= int(stream) < 2**32:
         raise ValueError(f"stream must be a name (str) or an integer in [0, 2**32), got {stream!r}")
     return int(stream)
+
+
+def _require_floating(tensor: Tensor) -> None:
+    if not tensor.dtype.is_floating_point:
+        raise TypeError(f"seed= fills floating-point tensors only, got a tensor of dtype {tensor.dtype}")
 
 
 def _torch_checks(tensor: Tensor, uniform: tuple[float, float] | None = None, std: float | None = None) -> None:
     """Run torch's own argument checks of ``uniform_(a, b)`` / ``normal_(0, std)`` on an empty CPU tensor of
     the same dtype, so a bad bound or std raises torch's exact error; an empty tensor draws no numbers."""
+    _require_floating(tensor)
     probe = torch.empty(0, dtype=tensor.dtype)
     if uniform is not None:
         probe.uniform_(*uniform)
@@ -143,21 +161,21 @@ def _torch_checks(tensor: Tensor, uniform: tuple[float, float] | None = None, st
         probe.normal_(0.0, std)
 
 
-def _fill(tensor: Tensor, row: FillRow, seed: int) -> Tensor:
+def _row(dist: str, stream: int, geometry: _tables.ShardGeometry | None = None, **params: float) -> _tables.FillRow:
+    """The :class:`FillRow` of a distribution name (``normal``, ``uniform``, ``trunc_normal``, ``constant``)."""
+    floats = {k: float(v) for k, v in params.items()}
+    return _tables.FillRow(_tables.DIST_CODES[dist], stream=stream, geometry=geometry, **floats)
+
+
+def _fill(tensor: Tensor, row: _tables.FillRow, seed: int) -> Tensor:
     """Fill ``tensor`` in place with the contract values of ``row`` (element index = row-major index)."""
     if tensor.is_meta or tensor.numel() == 0:
         return tensor
-    if not tensor.dtype.is_floating_point:
-        raise TypeError(f"seed= fills floating-point tensors only, got a tensor of dtype {tensor.dtype}")
-    from .fill import fill_tensors  # lazy: keeps `import depthinit.init` as light as torch.nn.init
+    _require_floating(tensor)
+    from .fill import fill_tensors  # lazy: the drop-in (no seed=) path never loads the fill
 
     with torch.no_grad():
-        if tensor.is_contiguous():
-            fill_tensors([tensor], [row], int(seed))
-        else:
-            dense = torch.empty(tensor.shape, dtype=tensor.dtype, device=tensor.device)
-            fill_tensors([dense], [row], int(seed))
-            tensor.copy_(dense)
+        fill_tensors([tensor], [row], int(seed))  # any layout: fill_tensors stages non-contiguous targets
     return tensor
 
 
@@ -171,12 +189,12 @@ def _correct_fan(tensor: Tensor, mode: str) -> int:
     valid_modes = ["fan_in", "fan_out"]
     if mode not in valid_modes:
         raise ValueError(f"Mode {mode} not supported, please use one of {valid_modes}")
-    fan_in, fan_out = compute_fans(tensor.shape)
+    fan_in, fan_out = _schemes.compute_fans(tensor.shape)
     return fan_in if mode == "fan_in" else fan_out
 
 
 def _xavier_std(tensor: Tensor, gain: float) -> float:
-    fan_in, fan_out = compute_fans(tensor.shape)
+    fan_in, fan_out = _schemes.compute_fans(tensor.shape)
     return gain * math.sqrt(2.0 / float(fan_in + fan_out))
 
 
@@ -215,7 +233,7 @@ def calculate_gain(nonlinearity: str, param: int | float | None = None) -> float
     """
     if nonlinearity not in _TORCH_NONLINEARITIES:
         raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
-    return _scheme_gain(nonlinearity, param)
+    return _schemes.calculate_gain(nonlinearity, param)
 
 
 # --------------------------------------------------------------------------------------------- fixed
@@ -289,7 +307,7 @@ def uniform_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input Tensor with values drawn from the uniform distribution :math:`\mathcal{U}(a, b)`.
 
@@ -305,15 +323,15 @@ def uniform_(
         >>> w = torch.empty(3, 5)
         >>> init.uniform_(w, -0.1, 0.1, seed=0)
     """
-    if seed is None:
+    if _torch_path(seed, stream):
         return _torch_init.uniform_(tensor, a, b, generator)
-    if has_torch_function_variadic(tensor):
-        return handle_torch_function(
+    if _has_torch_function(tensor):
+        return _handle_torch_function(
             uniform_, (tensor,), tensor=tensor, a=a, b=b, generator=generator, seed=seed, stream=stream
         )
     sid = _contract_stream(generator, seed, stream)
     _torch_checks(tensor, uniform=(a, b))
-    return _fill(tensor, FillRow(DIST_UNIFORM, low=float(a), high=float(b), stream=sid), seed)
+    return _fill(tensor, _row("uniform", sid, low=a, high=b), seed)
 
 
 def normal_(
@@ -323,7 +341,7 @@ def normal_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input Tensor with values drawn from the normal distribution
     :math:`\mathcal{N}(\text{mean}, \text{std}^2)`.
@@ -340,15 +358,15 @@ def normal_(
         >>> w = torch.empty(3, 5)
         >>> init.normal_(w, std=0.02, seed=0, stream="wte")
     """
-    if seed is None:
+    if _torch_path(seed, stream):
         return _torch_init.normal_(tensor, mean, std, generator)
-    if has_torch_function_variadic(tensor):
-        return handle_torch_function(
+    if _has_torch_function(tensor):
+        return _handle_torch_function(
             normal_, (tensor,), tensor=tensor, mean=mean, std=std, generator=generator, seed=seed, stream=stream
         )
     sid = _contract_stream(generator, seed, stream)
     _torch_checks(tensor, std=std)
-    return _fill(tensor, FillRow(DIST_NORMAL, mean=float(mean), std=float(std), stream=sid), seed)
+    return _fill(tensor, _row("normal", sid, mean=mean, std=std), seed)
 
 
 def trunc_normal_(
@@ -360,7 +378,7 @@ def trunc_normal_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input Tensor with values drawn from a truncated normal distribution:
     :math:`\mathcal{N}(\text{mean}, \text{std}^2)` restricted to :math:`[a, b]` (absolute bounds).
@@ -382,7 +400,7 @@ def trunc_normal_(
         >>> w = torch.empty(3, 5)
         >>> init.trunc_normal_(w, std=0.02, a=-0.04, b=0.04, seed=0)
     """
-    if seed is None:
+    if _torch_path(seed, stream):
         return _torch_init.trunc_normal_(tensor, mean, std, a, b, generator)
     sid = _contract_stream(generator, seed, stream)
     if tensor.is_meta:
@@ -398,8 +416,9 @@ def trunc_normal_(
     p = _norm_cdf((b - mean) / std) - _norm_cdf((a - mean) / std)
     if p <= 0.3:
         _torch_checks(tensor, uniform=(a, b))
-    row = FillRow(DIST_TRUNC_NORMAL, mean=float(mean), std=abs(float(std)), low=float(a), high=float(b), stream=sid)
-    return _fill(tensor, row, seed)
+    if a == b:  # torch fills the single admissible value
+        return _fill(tensor, _row("constant", sid, mean=a), seed)
+    return _fill(tensor, _row("trunc_normal", sid, mean=mean, std=abs(std), low=a, high=b), seed)
 
 
 def xavier_uniform_(
@@ -408,7 +427,7 @@ def xavier_uniform_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input `Tensor` with values using a Xavier uniform distribution :math:`\mathcal{U}(-a, a)`,
 
@@ -429,11 +448,11 @@ def xavier_uniform_(
         >>> w = torch.empty(3, 5)
         >>> init.xavier_uniform_(w, gain=init.calculate_gain("relu"), seed=0)
     """
-    if seed is None:
+    if _torch_path(seed, stream):
         return _torch_init.xavier_uniform_(tensor, gain, generator)
     sid = _contract_stream(generator, seed, stream)
     bound = math.sqrt(3.0) * _xavier_std(tensor, gain)
-    return _fill(tensor, FillRow(DIST_UNIFORM, low=-bound, high=bound, stream=sid), seed)
+    return _fill(tensor, _row("uniform", sid, low=-bound, high=bound), seed)
 
 
 def xavier_normal_(
@@ -442,7 +461,7 @@ def xavier_normal_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input `Tensor` with values using a Xavier normal distribution
     :math:`\mathcal{N}(0, \text{std}^2)`,
@@ -463,10 +482,10 @@ def xavier_normal_(
         >>> w = torch.empty(3, 5)
         >>> init.xavier_normal_(w, seed=0)
     """
-    if seed is None:
+    if _torch_path(seed, stream):
         return _torch_init.xavier_normal_(tensor, gain, generator)
     sid = _contract_stream(generator, seed, stream)
-    return _fill(tensor, FillRow(DIST_NORMAL, std=_xavier_std(tensor, gain), stream=sid), seed)
+    return _fill(tensor, _row("normal", sid, std=_xavier_std(tensor, gain)), seed)
 
 
 def kaiming_uniform_(
@@ -477,7 +496,7 @@ def kaiming_uniform_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input `Tensor` with values using a Kaiming uniform distribution
     :math:`\mathcal{U}(-\text{bound}, \text{bound})`,
@@ -502,10 +521,10 @@ def kaiming_uniform_(
         >>> w = torch.empty(3, 5)
         >>> init.kaiming_uniform_(w, mode="fan_in", nonlinearity="relu", seed=0)
     """
-    if has_torch_function_variadic(tensor):
-        if seed is None:
+    if _has_torch_function(tensor):
+        if _torch_path(seed, stream):
             return _torch_init.kaiming_uniform_(tensor, a, mode, nonlinearity, generator)
-        return handle_torch_function(
+        return _handle_torch_function(
             kaiming_uniform_,
             (tensor,),
             tensor=tensor,
@@ -516,14 +535,14 @@ def kaiming_uniform_(
             seed=seed,
             stream=stream,
         )
-    sid = None if seed is None else _contract_stream(generator, seed, stream)
+    sid = None if _torch_path(seed, stream) else _contract_stream(generator, seed, stream)
     if 0 in tensor.shape:
         warnings.warn(_ZERO_ELEMENT_MSG, stacklevel=2)
         return tensor
     if sid is None:
         return _torch_init.kaiming_uniform_(tensor, a, mode, nonlinearity, generator)
     bound = math.sqrt(3.0) * _kaiming_std(tensor, a, mode, nonlinearity)
-    return _fill(tensor, FillRow(DIST_UNIFORM, low=-bound, high=bound, stream=sid), seed)
+    return _fill(tensor, _row("uniform", sid, low=-bound, high=bound), seed)
 
 
 def kaiming_normal_(
@@ -534,7 +553,7 @@ def kaiming_normal_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input `Tensor` with values using a Kaiming normal distribution
     :math:`\mathcal{N}(0, \text{std}^2)`,
@@ -548,13 +567,13 @@ def kaiming_normal_(
         >>> w = torch.empty(3, 5)
         >>> init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu", seed=0)
     """
-    sid = None if seed is None else _contract_stream(generator, seed, stream)
+    sid = None if _torch_path(seed, stream) else _contract_stream(generator, seed, stream)
     if 0 in tensor.shape:
         warnings.warn(_ZERO_ELEMENT_MSG, stacklevel=2)
         return tensor
     if sid is None:
         return _torch_init.kaiming_normal_(tensor, a, mode, nonlinearity, generator)
-    return _fill(tensor, FillRow(DIST_NORMAL, std=_kaiming_std(tensor, a, mode, nonlinearity), stream=sid), seed)
+    return _fill(tensor, _row("normal", sid, std=_kaiming_std(tensor, a, mode, nonlinearity)), seed)
 
 
 def orthogonal_(
@@ -563,7 +582,7 @@ def orthogonal_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the input `Tensor` with a (semi) orthogonal matrix, scaled by ``gain``.
 
@@ -583,7 +602,7 @@ def orthogonal_(
         >>> w = torch.empty(3, 5)
         >>> init.orthogonal_(w, seed=0)
     """
-    if seed is None:
+    if _torch_path(seed, stream):
         return _torch_init.orthogonal_(tensor, gain, generator)
     sid = _contract_stream(generator, seed, stream)
     if tensor.ndimension() < 2:
@@ -593,7 +612,7 @@ def orthogonal_(
     rows = tensor.size(0)
     cols = tensor.numel() // rows
     dtype = torch.float32 if tensor.dtype in _HALF_TYPES else tensor.dtype
-    flattened = _fill(tensor.new_empty((rows, cols), dtype=dtype), FillRow(DIST_NORMAL, stream=sid), seed)
+    flattened = _fill(tensor.new_empty((rows, cols), dtype=dtype), _row("normal", sid), seed)
     if rows < cols:
         flattened.t_()
     q, r = torch.linalg.qr(flattened)
@@ -613,7 +632,7 @@ def sparse_(
     generator: torch.Generator | None = None,
     *,
     seed: int | None = None,
-    stream: Stream = 0,
+    stream: _Stream = 0,
 ) -> Tensor:
     r"""Fill the 2D input `Tensor` as a sparse matrix: ``ceil(sparsity * rows)`` zeros in each column, the
     other elements drawn from :math:`\mathcal{N}(0, \text{std}^2)`.
@@ -635,7 +654,7 @@ def sparse_(
         >>> w = torch.empty(3, 5)
         >>> init.sparse_(w, sparsity=0.1, seed=0)
     """
-    if seed is None:
+    if _torch_path(seed, stream):
         return _torch_init.sparse_(tensor, sparsity, std, generator)
     sid = _contract_stream(generator, seed, stream)
     if tensor.ndimension() != 2:
@@ -645,9 +664,9 @@ def sparse_(
     rows, cols = tensor.shape
     num_zeros = math.ceil(sparsity * rows)
     _torch_checks(tensor, std=std)
-    _fill(tensor, FillRow(DIST_NORMAL, std=float(std), stream=sid), seed)
+    _fill(tensor, _row("normal", sid, std=std), seed)
     keys = torch.empty((rows, cols), dtype=torch.float32, device=tensor.device)
-    _fill(keys, FillRow(DIST_UNIFORM, stream=sid, geometry=ShardGeometry.along((2, rows, cols), 0, 1, 1)), seed)
+    _fill(keys, _row("uniform", sid, _tables.ShardGeometry.along((2, rows, cols), 0, 1, 1)), seed)
     zero_rows = torch.argsort(keys, dim=0, stable=True)[:num_zeros]  # same slicing as torch's row_indices
     with torch.no_grad():
         tensor.scatter_(0, zero_rows, 0.0)

@@ -4,9 +4,10 @@
 ...     model = GPT(config)
 >>> plan = di.materialize(model, device="cuda", scheme="gpt2", seed=0)
 
-Parameters are allocated with ``Module.to_empty`` (no CPU copy, no default init) and filled through the
-plan in one fused launch per (device, dtype). Buffers have no values on ``meta``, so each module that owns
-buffers re-creates them, in this order of preference:
+Parameters are allocated uninitialized on the target, each distinct (tied) parameter once, as
+``Module.to_empty`` does but keeping ties (no CPU copy, no default init), and filled through the plan in
+one fused launch per (device, dtype). Buffers have no values on ``meta``, so each module that owns buffers
+re-creates them, in this order of preference:
 
 1. ``buffers=callback``: ``callback(module_name, module)`` for every module that owns buffers;
 2. the module's ``reset_running_stats()`` (BatchNorm and friends);
@@ -58,11 +59,28 @@ def materialize(
                          "(build it under `with torch.device('meta'):`); use plan(...).apply() for a real model")
     p = init_plan if init_plan is not None else plan(model, scheme, seed=seed, **options)
     check_memory(p, device)
-    model.to_empty(device=device)
+    _allocate(model, torch.device(device))
     _init_buffers(model, buffers)
     p.model = model
     p.apply(model, backend=backend)
     return p
+
+
+def _allocate(model: nn.Module, device: torch.device) -> None:
+    """``Module.to_empty`` that keeps ties: each distinct parameter is allocated once (uninitialized) and
+    every slot that shared it on ``meta`` shares the new tensor. (``to_empty`` from meta allocates each slot
+    separately, which both unties weights and allocates tied ones twice.)"""
+    new: dict[int, nn.Parameter] = {}
+    for mod in model.modules():
+        for name, prm in mod._parameters.items():
+            if prm is None:
+                continue
+            if id(prm) not in new:
+                new[id(prm)] = nn.Parameter(torch.empty_like(prm, device=device), requires_grad=prm.requires_grad)
+            mod._parameters[name] = new[id(prm)]
+        for name, buf in mod._buffers.items():
+            if buf is not None:
+                mod._buffers[name] = torch.empty_like(buf, device=device)
 
 
 def _init_buffers(model: nn.Module, callback: BufferInit | None) -> None:
