@@ -6,7 +6,7 @@
 
 Parameters are allocated uninitialized on the target, each distinct (tied) parameter once, as
 ``Module.to_empty`` does but keeping ties (no CPU copy, no default init), and filled through the plan in
-one fused launch per (device, dtype). Buffers have no values on ``meta``, so each module that owns buffers
+one fused launch per device. Buffers have no values on ``meta``, so each module that owns buffers
 re-creates them, in this order of preference:
 
 1. ``buffers=callback``: ``callback(module_name, module)`` for every module that owns buffers;

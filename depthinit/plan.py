@@ -2,7 +2,7 @@
 
 >>> plan = di.plan(model, scheme="depth_aware", K=1.0, distribution="uniform", seed=0)
 >>> print(plan)          # aligned table: name, shape, role, layer l/L, fans, distribution, std, bounds
->>> plan.apply()         # one launch per (device, dtype) group
+>>> plan.apply()         # one fused launch per device
 """
 
 from __future__ import annotations
@@ -217,12 +217,13 @@ class InitPlan:
 
     # ------------------------------------------------------------------ apply
     def apply(self, model: nn.Module | None = None, backend: str = "auto") -> nn.Module:
-        """Fill the model's parameters as the plan says: one fused launch per (device, dtype) group.
+        """Fill the model's parameters as the plan says: one fused launch per device (fp32, fp16 and bf16 together).
 
         ``backend``: ``auto`` (Triton for CUDA tensors, torch for CPU), ``torch`` or ``triton`` (on CPU
         tensors: the Triton interpreter, for tests). Tied parameters are filled once.
         """
-        from .fill import fill_tensors
+        from .distributed import local_tensor
+        from .fill import prepare_fill
 
         model = model if model is not None else self.model
         if model is None:
@@ -230,9 +231,15 @@ class InitPlan:
         tensors, rows, ortho = self._targets(model)
         if any(_is_dtensor(t) for t in tensors):
             self.check_consistent()
+        # The kernel tables (pointers, chunks, parameters) are built once and reused while the targets and
+        # rows stay the same (re-initializing a model, a seed sweep).
+        key = (backend, tuple(rows), tuple(_storage_key(local_tensor(t)) for t in tensors))
+        cached = self._cache.get("fill")
+        if cached is None or cached[0] != key:
+            cached = self._cache["fill"] = (key, prepare_fill(tensors, rows, backend))
         with torch.no_grad():
             if tensors:
-                fill_tensors(tensors, rows, self.seed, backend=backend)
+                cached[1](self.seed)
             for t, gain in ortho:
                 _orthogonalize_(t, gain)
         return model
@@ -274,6 +281,10 @@ class InitPlan:
                     raise NotImplementedError(f"orthogonal init of the sharded parameter {r.name!r} is not supported")
                 ortho.append((p.data, r.std))
         return tensors, self.fill_rows(), ortho
+
+
+def _storage_key(t: torch.Tensor) -> tuple:
+    return (t.device, t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()))
 
 
 def _global_shape(p: torch.Tensor) -> torch.Size:

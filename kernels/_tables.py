@@ -143,3 +143,9 @@ class AotSpec(NamedTuple):
     signature: dict
     constexprs: dict
     num_warps: int = 4
+    options: dict | None = None  # extra compile options the launcher also passes (e.g. enable_fp_fusion)
+
+
+# Row layout of the statistics contract (DESIGN.md), shared by kernels/stats.py and depthinit.stats: one fp64
+# row per tensor (or per tile / shard before merging). Kept here because this module needs no triton.
+STAT_FIELDS = ("count", "mean", "m2", "sumsq", "min", "max", "absmax", "nonfinite", "zeros")

@@ -323,7 +323,7 @@ def philox_uniform(seed: int, stream: int, n: int) -> torch.Tensor:
         seed >> 32,
     )
     w = torch.stack(list(words), dim=-1).gather(-1, (i % 4)[:, None])[:, 0]
-    return ((w >> 8).double() + 0.5).mul(2.0**-24).float()
+    return ((w >> 9).double() + 0.5).mul(2.0**-23).float()
 
 
 def reference(shape, row, seed=SEED, dtype=torch.float32):

@@ -235,3 +235,17 @@ def test_apply_rejects_shape_mismatch():
     p = di.plan(nn.Linear(3, 2), "he")
     with pytest.raises(ValueError, match="shape"):
         p.apply(nn.Linear(4, 2))
+
+
+def test_apply_reuses_prepared_tables_until_rows_change():
+    model = mlp(depth=3, width=8)
+    p = di.plan(model, "he", seed=2)
+    p.apply()
+    first = p._cache["fill"][1]
+    p.apply()
+    assert p._cache["fill"][1] is first
+    before = model[0].weight.clone()
+    p["0.weight"].std *= 2  # an edited plan rebuilds its tables and draws with the new std
+    p.apply()
+    assert p._cache["fill"][1] is not first
+    assert torch.allclose(model[0].weight, 2 * before, rtol=1e-6)

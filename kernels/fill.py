@@ -1,0 +1,496 @@
+"""Fused multi-tensor fill: one launch writes every tensor of a device, any mix of fp32, fp16 and bf16.
+
+The torch reference is :mod:`depthinit.rng` (``reference_values``, ``counter_block_values``); each device function
+below mirrors a function there, op for op, in fp32, under the random-number contract of DESIGN.md:
+
+* element ``i`` of the full logical tensor uses counter ``c = i // 4`` = ``(c_lo, c_hi, stream, 0)``, key
+  ``(seed_lo, seed_hi)``, Philox4x32-10, and takes word ``i % 4``;
+* ``unit(w) = ((w >> 9) + 0.5) * 2**-23``: fp32 convert, add, multiply by a power of two, each exact;
+* normal: per word pair ``(w0, w1)`` and ``(w2, w3)``: ``r = sqrt(-2 * log(unit(w_even)))`` (``sqrt_rn``),
+  ``t = fp32(2 pi) * unit(w_odd)``, ``z_even = r * cos(t)``, ``z_odd = r * sin(t)``, then ``mean + std * z``;
+* uniform: ``low + (high - low) * unit(w)``;
+* trunc_normal: ``p = cdf_lo + (cdf_hi - cdf_lo) * unit(w)``, ``x = clamp(2 * p - 1, -(1 - 2**-24), 1 - 2**-24)``,
+  ``z = fp32(sqrt 2) * erfinv(x)`` (Giles' single-precision erfinv in plain arithmetic: both branches evaluated,
+  then selected), ``clamp(mean + std * z, low, high)``;
+* constant: ``mean``; no random numbers.
+
+Each value is rounded once to its tensor's dtype (bf16 by an integer round-to-nearest-even, identical in the
+interpreter and on the GPU). The launch disables FMA contraction (``enable_fp_fusion=False``), so every ``+`` and
+``*`` is the reference's correctly rounded op: unit uniforms and uniform values match the reference bit for bit;
+normal and truncated-normal values differ only through ``log/cos/sin`` (libdevice on a GPU, NumPy in the
+interpreter, torch's libm in the reference), by a few ulp.
+
+Tables of one launch, built once on the host by :func:`prepare_fill` and cached by the caller (:class:`FillLaunch`):
+
+* pointer table: int64 ``data_ptr`` per tensor (``_tables.pointer_table``);
+* ``iparams`` int64 ``[T, 10]``: dist, dtype code, stream, outer, run, global stride, start, slots, fast;
+* ``fparams`` fp32 ``[T, 8]``: mean, std, low, high, cdf_lo, cdf_hi (from fp64 on the host);
+* chunk table (``_tables.chunk_table``): program ``p`` fills block ``block[p]`` of tensor ``tensor[p]``.
+
+A program computes Philox once for each of ``BLOCK`` counters and writes the ``[BLOCK, 4]`` tile of elements they
+produce (all four words used). A tensor is the union of ``outer`` runs of ``run`` contiguous elements of the full
+tensor; run ``a`` starts at global index ``a * gstride + start`` (``ShardGeometry``). Two paths, each computing its
+own tile inside its branch (a tile shared by both would be converted to both store layouts in every program):
+
+* **fast**: a full block of a tensor made of one run that starts at a multiple of 4 (every unsharded tensor, most
+  ``Shard(0)`` shards): ``4 * BLOCK`` contiguous elements, no mask; with 16-byte aligned pointers
+  (``ALIGNED``, checked on the host, hinted with ``tl.multiple_of`` on the pointer) the stores are
+  ``st.global.v4.b32`` for fp32 and ``st.global.v2.b32`` (4 halves) for fp16/bf16;
+* **general**: everything else (the last block of a tensor, runs starting off a multiple of 4, ``Shard(d > 0)``,
+  uneven shards): slot ``q`` of the tensor is counter slot ``q % slots`` of run ``q // slots``, with
+  ``slots = cdiv(run + start % 4, 4)`` for one run and ``cdiv(run + 3, 4)`` for several; elements outside their
+  run are masked.
+
+Counters and element offsets are int64 (tensors and shards past 2**31 elements); slot numbers within one tensor
+are int32 (below 2**31, checked on the host), so the slot division is a 32-bit one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import triton
+import triton.language as tl
+
+from ._tables import (
+    DIST_CODES,
+    DIST_CONSTANT,
+    DIST_NORMAL,
+    DIST_TRUNC_NORMAL,
+    DIST_UNIFORM,
+    AotSpec,
+    FillRow,
+    ShardGeometry,
+    cdiv,
+    chunk_table,
+    pointer_table,
+)
+
+__all__ = ["FillLaunch", "prepare_fill", "DTYPE_CODES", "aot_specs"]
+
+# Output dtype codes (iparams column 1).
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+NI: tl.constexpr = tl.constexpr(10)  # int64 columns of iparams
+NF: tl.constexpr = tl.constexpr(8)  # fp32 columns of fparams
+
+_NORMAL: tl.constexpr = tl.constexpr(DIST_NORMAL)
+_UNIFORM: tl.constexpr = tl.constexpr(DIST_UNIFORM)
+_CONSTANT: tl.constexpr = tl.constexpr(DIST_CONSTANT)
+_TRUNC_NORMAL: tl.constexpr = tl.constexpr(DIST_TRUNC_NORMAL)
+
+DEFAULT_BLOCK = 256  # counters per program (1024 elements): one counter per thread with 8 warps
+DEFAULT_WARPS = 8
+# No FMA contraction: a multiply then an add, as in the torch reference (scaled uniforms match it bit for bit).
+LAUNCH_OPTIONS = {"enable_fp_fusion": False}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# device functions (each mirrors a function of depthinit.rng)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _philox4x32_10(c0, c1, c2, c3, k0, k1):
+    """Random123 Philox4x32-10 on uint32 blocks (same rounds as ``tl.philox``; see ``rng.philox4x32_10``)."""
+    for _ in tl.static_range(10):
+        _c0 = c0
+        _c2 = c2
+        c0 = tl.umulhi(_c2, 0xCD9E8D57) ^ c1 ^ k0
+        c2 = tl.umulhi(_c0, 0xD2511F53) ^ c3 ^ k1
+        c1 = _c2 * 0xCD9E8D57
+        c3 = _c0 * 0xD2511F53
+        k0 = k0 + 0x9E3779B9
+        k1 = k1 + 0xBB67AE85
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def _unit(w):
+    """``rng.unit``: ((w >> 9) + 0.5) * 2**-23 in fp32."""
+    return ((w >> 9).to(tl.float32) + 0.5) * 1.1920928955078125e-07
+
+
+@triton.jit
+def _box_muller(wa, wb):
+    """``rng`` normal pair: r = sqrt(-2 log u1), t = 2 pi u2 -> (r cos t, r sin t)."""
+    r = tl.sqrt_rn(-2.0 * tl.log(_unit(wa)))
+    t = 6.283185307179586 * _unit(wb)
+    return r * tl.cos(t), r * tl.sin(t)
+
+
+@triton.jit
+def _erfinv(x):
+    """``rng.erfinv_f32``: M. Giles, "Approximating the erfinv function" (GPU Computing Gems), fp32 version."""
+    w = -tl.log((1.0 - x) * (1.0 + x))
+    wc = w - 2.5
+    pc = 2.81022636e-08
+    pc = 3.43273939e-07 + pc * wc
+    pc = -3.5233877e-06 + pc * wc
+    pc = -4.39150654e-06 + pc * wc
+    pc = 0.00021858087 + pc * wc
+    pc = -0.00125372503 + pc * wc
+    pc = -0.00417768164 + pc * wc
+    pc = 0.246640727 + pc * wc
+    pc = 1.50140941 + pc * wc
+    wt = tl.sqrt_rn(w) - 3.0
+    pt = -0.000200214257
+    pt = 0.000100950558 + pt * wt
+    pt = 0.00134934322 + pt * wt
+    pt = -0.00367342844 + pt * wt
+    pt = 0.00573950773 + pt * wt
+    pt = -0.0076224613 + pt * wt
+    pt = 0.00943887047 + pt * wt
+    pt = 1.00167406 + pt * wt
+    pt = 2.83297682 + pt * wt
+    return tl.where(w < 5.0, pc, pt) * x
+
+
+@triton.jit
+def _trunc_normal(w, mean, std, low, high, cdf_lo, cdf_hi):
+    """``rng`` truncated normal by inverse CDF of one word."""
+    p = cdf_lo + (cdf_hi - cdf_lo) * _unit(w)
+    x = 2.0 * p - 1.0
+    x = tl.minimum(tl.maximum(x, -0.99999994039535522), 0.99999994039535522)
+    z = 1.4142135623730951 * _erfinv(x)
+    return tl.minimum(tl.maximum(mean + std * z, low), high)
+
+
+@triton.jit
+def _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK: tl.constexpr):
+    """The four fp32 values (words 0..3) of each counter of ``counter`` (int64 [BLOCK, 1])."""
+    if dist == _CONSTANT:
+        v0 = tl.full([BLOCK, 1], 0.0, tl.float32) + mean
+        v1 = v0
+        v2 = v0
+        v3 = v0
+    else:
+        c_lo = counter.to(tl.uint32)
+        c_hi = (counter >> 32).to(tl.uint32)
+        zero = c_lo * 0
+        w0, w1, w2, w3 = _philox4x32_10(c_lo, c_hi, zero + stream.to(tl.uint32), zero, k0, k1)
+        if dist == _NORMAL:
+            z0, z1 = _box_muller(w0, w1)
+            z2, z3 = _box_muller(w2, w3)
+            v0 = mean + std * z0
+            v1 = mean + std * z1
+            v2 = mean + std * z2
+            v3 = mean + std * z3
+        elif dist == _UNIFORM:
+            width = high - low
+            v0 = low + width * _unit(w0)
+            v1 = low + width * _unit(w1)
+            v2 = low + width * _unit(w2)
+            v3 = low + width * _unit(w3)
+        else:
+            v0 = _trunc_normal(w0, mean, std, low, high, cdf_lo, cdf_hi)
+            v1 = _trunc_normal(w1, mean, std, low, high, cdf_lo, cdf_hi)
+            v2 = _trunc_normal(w2, mean, std, low, high, cdf_lo, cdf_hi)
+            v3 = _trunc_normal(w3, mean, std, low, high, cdf_lo, cdf_hi)
+    return v0, v1, v2, v3
+
+
+@triton.jit
+def _bf16_bits(x):
+    """bf16 bit pattern of fp32 ``x``, rounded to nearest even with integer ops (the interpreter's own fp32->bf16
+    cast truncates; this is ``cvt.rn.bf16.f32`` and ``torch``'s rounding, identical everywhere)."""
+    bits = x.to(tl.uint32, bitcast=True)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).to(tl.uint16)
+
+
+@triton.jit
+def _store_as(addr, ty: tl.constexpr, offs, vals, mask, MASKED: tl.constexpr, ALIGNED: tl.constexpr):
+    ptr = addr.to(tl.pointer_type(ty))
+    if ALIGNED:  # the hint must sit on the op that makes the pointer, not on a function argument
+        ptr = tl.multiple_of(ptr, 16)
+    if MASKED:
+        tl.store(ptr + offs, vals.to(ty), mask=mask)
+    else:
+        tl.store(ptr + offs, vals.to(ty))
+
+
+@triton.jit
+def _store(addr, dtype_code, offs, vals, mask, MASKED: tl.constexpr, ALIGNED: tl.constexpr):
+    """Store fp32 ``vals`` rounded once to the tensor's dtype (code from ``DTYPE_CODES``)."""
+    if dtype_code == 0:
+        _store_as(addr, tl.float32, offs, vals, mask, MASKED, ALIGNED)
+    elif dtype_code == 1:
+        _store_as(addr, tl.float16, offs, vals, mask, MASKED, ALIGNED)
+    else:
+        _store_as(addr, tl.uint16, offs, _bf16_bits(vals), mask, MASKED, ALIGNED)
+
+
+@triton.jit
+def _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK: tl.constexpr):
+    """[BLOCK, 4] fp32 tile: row ``c`` holds the 4 elements of ``counter[c]`` (word ``j`` in column ``j``)."""
+    v0, v1, v2, v3 = _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK)
+    j = tl.arange(0, 4)[None, :]
+    return tl.where(j == 0, v0, tl.where(j == 1, v1, tl.where(j == 2, v2, v3)))
+
+
+@triton.jit(do_not_specialize=["key0", "key1"])  # one compiled kernel for every seed
+def _fill_kernel(
+    ptr_table,
+    iparams,
+    fparams,
+    chunk_tensor,
+    chunk_block,
+    key0,
+    key1,
+    BLOCK: tl.constexpr,
+    ALIGNED: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    tid = tl.load(chunk_tensor + pid).to(tl.int64)
+    blk = tl.load(chunk_block + pid)
+    ip = iparams + tid * NI
+    dist = tl.load(ip + 0)
+    dtype_code = tl.load(ip + 1)
+    stream = tl.load(ip + 2)
+    outer = tl.load(ip + 3)
+    run = tl.load(ip + 4)
+    gstride = tl.load(ip + 5)
+    start = tl.load(ip + 6)
+    slots = tl.load(ip + 7)
+    fast = tl.load(ip + 8)
+    fp = fparams + tid * NF
+    mean = tl.load(fp + 0)
+    std = tl.load(fp + 1)
+    low = tl.load(fp + 2)
+    high = tl.load(fp + 3)
+    cdf_lo = tl.load(fp + 4)
+    cdf_hi = tl.load(fp + 5)
+    addr = tl.load(ptr_table + tid)
+    k0 = key0.to(tl.uint32, bitcast=True)
+    k1 = key1.to(tl.uint32, bitcast=True)
+    r = tl.arange(0, BLOCK).to(tl.int64)[:, None]
+    j = tl.arange(0, 4)[None, :]
+    # The two paths compute their own tiles: a value shared by both branches would make the compiler convert its
+    # layout for both stores up front, in every program.
+    if (fast != 0) & ((blk + 1) * (4 * BLOCK) <= run):
+        # fast: a full block of one run that starts at a multiple of 4; 4 * BLOCK contiguous elements, no mask
+        counter = start // 4 + blk * BLOCK + r
+        vals = _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK)
+        offs = (blk * BLOCK + r) * 4 + j
+        _store(addr, dtype_code, offs, vals, offs >= 0, False, ALIGNED)
+    else:
+        # general: slot q = counter slot (q % slots) of run (q // slots); elements outside the run are masked
+        q = (blk * BLOCK + r).to(tl.int32)  # < 2**31 slots per tensor (asserted on the host): 32-bit division
+        a = q // slots.to(tl.int32)
+        g_run = a.to(tl.int64) * gstride + start  # global index of the run's first element
+        counter = g_run // 4 + (q - a * slots.to(tl.int32))
+        vals = _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK)
+        g = counter * 4 + j
+        mask = (a < outer) & (g >= g_run) & (g < g_run + run)
+        _store(addr, dtype_code, a.to(tl.int64) * run + (g - g_run), vals, mask, True, False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# host side
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _norm_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def tensor_params(row: FillRow, numel: int, dtype: torch.dtype, block: int) -> tuple[list[int], list[float], int]:
+    """``(iparams row, fparams row, number of programs)`` of one tensor of ``numel`` local elements."""
+    if row.dist not in DIST_CODES.values():
+        raise ValueError(f"unknown distribution code {row.dist!r}; expected one of {DIST_CODES}")
+    if not 0 <= int(row.stream) < 2**32:
+        raise ValueError(f"stream must be a 32-bit id, got {row.stream}")
+    geo = row.geometry if row.geometry is not None else ShardGeometry.full(numel)
+    if geo.local_numel != numel:
+        raise ValueError(f"geometry {geo} describes {geo.local_numel} local elements, the tensor has {numel}")
+    run = geo.local_mid * geo.inner  # elements per run; a run starts at global index a * gstride + start
+    gstride = geo.global_mid * geo.inner
+    start = geo.offset * geo.inner
+    fast = geo.outer == 1 and start % 4 == 0
+    slots = cdiv(run + start % 4, 4) if geo.outer == 1 else cdiv(run + 3, 4)  # counters a run can touch
+    if geo.outer * slots >= 2**31:
+        raise ValueError(f"a tensor (shard) of {numel} elements is too large for one fill: split it")
+    cdf_lo = cdf_hi = 0.0
+    if row.dist == DIST_TRUNC_NORMAL:
+        if not row.std > 0 or not row.low < row.high:
+            raise ValueError(f"trunc_normal needs std > 0 and low < high, got {row}")
+        cdf_lo = _norm_cdf((row.low - row.mean) / row.std)
+        cdf_hi = _norm_cdf((row.high - row.mean) / row.std)
+    ints = [row.dist, DTYPE_CODES[dtype], int(row.stream), geo.outer, run, gstride, start, slots, int(fast), 0]
+    floats = [row.mean, row.std, row.low, row.high, cdf_lo, cdf_hi, 0.0, 0.0]
+    return ints, floats, cdiv(geo.outer * slots, block) if numel else 0
+
+
+def _seed_words(seed: int) -> tuple[int, int]:
+    """Key words of ``seed`` as signed int32 bit patterns (a stable ``i32`` kernel signature)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+
+    def signed(w: int) -> int:
+        return w - 2**32 if w >= 2**31 else w
+
+    return signed(seed & 0xFFFFFFFF), signed(seed >> 32)
+
+
+@dataclass
+class FillLaunch:
+    """Device tables of one fused fill launch; build with :func:`prepare_fill`, run with ``launch(seed)``.
+
+    Holds references to its tensors, so the pointers stay valid while the launch is cached. If a tensor's
+    storage is replaced (``p.data = ...``), prepare a new launch. On CPU tensors it runs the interpreter.
+    """
+
+    device: torch.device
+    ptrs: torch.Tensor
+    iparams: torch.Tensor
+    fparams: torch.Tensor
+    chunk_tensor: torch.Tensor
+    chunk_block: torch.Tensor
+    n_programs: int
+    block: int = DEFAULT_BLOCK
+    num_warps: int = DEFAULT_WARPS
+    aligned: bool = True
+    tensors: list = field(default_factory=list, repr=False)
+
+    def __call__(self, seed: int) -> None:
+        k0, k1 = _seed_words(seed)
+        if self.n_programs == 0:
+            return
+        kernel = _interpreted_module()._fill_kernel if self.device.type == "cpu" else _fill_kernel
+        kernel[(self.n_programs,)](
+            self.ptrs,
+            self.iparams,
+            self.fparams,
+            self.chunk_tensor,
+            self.chunk_block,
+            k0,
+            k1,
+            BLOCK=self.block,
+            ALIGNED=self.aligned,
+            num_warps=self.num_warps,
+            **LAUNCH_OPTIONS,
+        )
+
+
+def prepare_fill(
+    tensors: Sequence[torch.Tensor],
+    rows: Sequence[FillRow],
+    *,
+    block: int = DEFAULT_BLOCK,
+    num_warps: int = DEFAULT_WARPS,
+) -> FillLaunch:
+    """Build the pointer, parameter and chunk tables of one launch that fills ``tensors`` as ``rows`` say.
+
+    Every tensor must be contiguous, on one device, fp32, fp16 or bf16 (dtypes may be mixed: each store rounds
+    to its tensor's dtype). ``rows[t].geometry`` (``None``: the whole tensor) says where tensor ``t`` lies in its
+    logical tensor. ``block`` (counters per program) is a power of two; the default pairs with ``num_warps`` so
+    each thread handles one counter.
+
+    Example:
+        >>> launch = prepare_fill([w], [FillRow(DIST_NORMAL, std=0.02, stream=7)])
+        >>> launch(seed=0)  # and again with any seed: the tables are reused
+    """
+    if len(tensors) != len(rows):
+        raise ValueError(f"{len(tensors)} tensors but {len(rows)} rows")
+    if block < 16 or block & (block - 1):
+        raise ValueError(f"block must be a power of two >= 16, got {block}")
+    device = tensors[0].device if tensors else torch.device("cpu")
+    ints, floats, blocks = [], [], []
+    for t, row in zip(tensors, rows):
+        if t.device != device:
+            raise ValueError(f"one launch covers one device: got {t.device} and {device}")
+        if t.dtype not in DTYPE_CODES:
+            raise TypeError(f"the fill kernel writes {', '.join(map(str, DTYPE_CODES))}; got {t.dtype}")
+        if not t.is_contiguous():
+            raise ValueError("the fill kernel needs contiguous tensors (fill a contiguous buffer and copy back)")
+        i, f, n = tensor_params(row, t.numel(), t.dtype, block)
+        ints.append(i)
+        floats.append(f)
+        blocks.append(n)
+    tid, blk = chunk_table(blocks, device=device)
+    return FillLaunch(
+        device=device,
+        ptrs=pointer_table(tensors, device=device) if tensors else torch.zeros(0, dtype=torch.int64),
+        iparams=torch.tensor(ints, dtype=torch.int64).reshape(-1, int(NI)).to(device),
+        fparams=torch.tensor(floats, dtype=torch.float32).reshape(-1, int(NF)).to(device),
+        chunk_tensor=tid,
+        chunk_block=blk,
+        n_programs=int(sum(blocks)),
+        block=block,
+        num_warps=num_warps,
+        aligned=all(t.data_ptr() % 16 == 0 for t in tensors),
+        tensors=list(tensors),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# interpreter: the same source, decorated under TRITON_INTERPRET=1, for CPU tensors (tests)
+# ----------------------------------------------------------------------------------------------------------------
+
+_interpreted = None
+
+
+def _interpreted_module():
+    """This module re-executed with ``triton.knobs.runtime.interpret`` on, so its ``@triton.jit`` functions are
+    interpreter functions. ``@triton.jit`` picks compiled or interpreted when a function is decorated, so a process
+    that also runs compiled kernels needs a second copy; helpers from triton's own stdlib (``tl.philox``,
+    ``tl.interleave``) are not used for that reason.
+    """
+    global _interpreted
+    if triton.knobs.runtime.interpret:
+        return sys.modules[__name__]
+    if _interpreted is None:
+        old_env = os.environ.get("TRITON_INTERPRET")
+        triton.knobs.runtime.interpret = True
+        try:
+            name = __name__ + "_interpreted"
+            spec = importlib.util.spec_from_file_location(name, __file__)
+            module = importlib.util.module_from_spec(spec)
+            module.__package__ = __package__
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        finally:
+            del triton.knobs.runtime.interpret
+            if old_env is None:
+                os.environ.pop("TRITON_INTERPRET", None)
+            else:
+                os.environ["TRITON_INTERPRET"] = old_env
+        _interpreted = module
+    return _interpreted
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ahead-of-time specializations (python -m depthinit.kernels.aot)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def aot_specs() -> list[AotSpec]:
+    """The specializations compiled ahead of time: the default block, 16-byte aligned and unaligned pointers."""
+    signature = {
+        "ptr_table": "*i64",
+        "iparams": "*i64",
+        "fparams": "*fp32",
+        "chunk_tensor": "*i32",
+        "chunk_block": "*i64",
+        "key0": "i32",
+        "key1": "i32",
+        "BLOCK": "constexpr",
+        "ALIGNED": "constexpr",
+    }
+    return [
+        AotSpec(
+            f"fill_b{DEFAULT_BLOCK}_{'aligned' if aligned else 'unaligned'}",
+            _fill_kernel,
+            signature,
+            {"BLOCK": DEFAULT_BLOCK, "ALIGNED": aligned},
+            DEFAULT_WARPS,
+            dict(LAUNCH_OPTIONS),
+        )
+        for aligned in (True, False)
+    ]
