@@ -12,7 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["depthinit", "depthinit.kernels"],
+    packages=["depthinit", "depthinit.kernels", "depthinit.repro"],
     package_dir={"depthinit": "depthinit", "depthinit.kernels": "kernels"},
     install_requires=["torch>=2.4", "numpy"] + ([_triton] if _triton else []),
     extras_require={

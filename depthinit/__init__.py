@@ -37,21 +37,25 @@ _load_source_kernels()
 
 __version__ = "0.1.0"
 
+# Functions named like their modules (calibrate, materialize, probe) are bound eagerly: a lazy name would be
+# shadowed by the submodule as soon as anything imports it (the import system sets the package attribute).
 from . import schemes  # noqa: E402
+from .calibrate import calibrate  # noqa: E402
+from .materialize import materialize  # noqa: E402
 from .plan import InitPlan, PlanRow, VarianceWarning, init_, plan  # noqa: E402
+from .probe import ProbeReport, probe  # noqa: E402
 from .schemes import calculate_gain, compute_fans, variance_scaling  # noqa: E402
 
 # Features that import triton or optional packages load on first use.
 _LAZY = {
-    "materialize": ("depthinit.materialize", "materialize"),
     "layer_stats": ("depthinit.stats", "layer_stats"),
     "LayerStats": ("depthinit.stats", "LayerStats"),
     "VarianceMonitor": ("depthinit.monitor", "VarianceMonitor"),
     "sinks": ("depthinit.sinks", None),
+    "alerts": ("depthinit.alerts", None),
+    "Alerts": ("depthinit.alerts", "Alerts"),
+    "AlertEvent": ("depthinit.alerts", "AlertEvent"),
     "plots": ("depthinit.plots", None),
-    "probe": ("depthinit.probe", "probe"),
-    "ProbeReport": ("depthinit.probe", "ProbeReport"),
-    "calibrate": ("depthinit.probe", "calibrate"),
     "init": ("depthinit.init", None),
     "rng": ("depthinit.rng", None),
     "models": ("depthinit.models", None),
@@ -60,6 +64,10 @@ _LAZY = {
 __all__ = [
     "InitPlan",
     "PlanRow",
+    "ProbeReport",
+    "calibrate",
+    "materialize",
+    "probe",
     "VarianceWarning",
     "calculate_gain",
     "compute_fans",

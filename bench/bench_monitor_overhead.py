@@ -1,0 +1,280 @@
+"""Overhead of depthinit's VarianceMonitor during CPU training, against no monitoring and a wandb.watch-like baseline.
+
+The same GPT-2-style model (``depthinit.models.gpt2``, initialized with ``depthinit.init_(model, "gpt2")``)
+trains on fixed random tokens three ways, in ONE process, interleaved in blocks of steps (the order
+rotates every round, so that machine noise hits every variant alike):
+
+* ``none``      — no monitoring;
+* ``depthinit`` — ``VarianceMonitor(model, every=N)``: weights, gradients, activations (and the update
+  ratio) every N steps, fused statistics, no host sync inside the step;
+* ``watch``     — what ``wandb.watch(model, log="all", log_freq=N)`` does, written here (not the
+  package): a forward hook per module logging each parameter, a tensor hook per parameter logging its
+  gradient, each as ``min/max/mean/std`` with ``.item()`` plus a 64-bin ``histc`` copied to the host;
+  plus the same per-output statistics with ``.item()`` for activations (so that it covers what the
+  monitor covers).
+
+Reported: the mean step time of each variant (mean over rounds of the per-round mean), the overhead of
+each monitor relative to ``none`` (target for depthinit: <= 1 % of the step), and the ratio of
+depthinit's overhead to the baseline's. Usage (the lead re-runs it on a quiet machine)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_monitor_overhead.py            # defaults below
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_monitor_overhead.py --rounds 12 --clock wall
+
+Step times are process CPU time by default (``--clock cpu``, with one torch thread: what the step
+costs, insensitive to other processes taking the cores); ``--clock wall`` measures wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if __name__ == "__main__":  # run as a script from a checkout: make the package importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class WatchLike:
+    """The work of ``wandb.watch(log="all")`` (+ activations), every ``every`` steps, with host syncs."""
+
+    def __init__(self, model: nn.Module, every: int, activations: bool = True) -> None:
+        self.every, self.step_i, self.logged = every, 0, {}
+        self.handles = []
+        for mname, mod in model.named_modules():
+            params = [(f"{mname}.{n}" if mname else n, p) for n, p in mod.named_parameters(recurse=False)]
+            if not params:
+                continue
+            self.handles.append(mod.register_forward_hook(self._fwd(mname, params, activations)))
+            for name, p in params:
+                if p.requires_grad:
+                    self.handles.append(p.register_hook(self._grad(name)))
+
+    def _on(self) -> bool:
+        return self.step_i % self.every == 0
+
+    @staticmethod
+    def _stats(t: torch.Tensor) -> dict:
+        t = t.detach().float().reshape(-1)
+        tmin, tmax = t.min().item(), t.max().item()
+        out = {"min": tmin, "max": tmax, "mean": t.mean().item(), "std": t.std().item(),
+               "nan": bool(torch.isnan(t).any().item()), "inf": bool(torch.isinf(t).any().item())}
+        out["hist"] = t.histc(bins=64, min=tmin, max=tmax).cpu().tolist()
+        return out
+
+    def _fwd(self, mname: str, params, activations: bool) -> Callable:
+        def hook(mod, args, out):
+            if not self._on():
+                return
+            for name, p in params:
+                self.logged[f"parameters/{name}"] = self._stats(p)
+            if activations and isinstance(out, torch.Tensor) and out.is_floating_point():
+                self.logged[f"activations/{mname}"] = self._stats(out)
+
+        return hook
+
+    def _grad(self, name: str) -> Callable:
+        def hook(grad):
+            if self._on():
+                self.logged[f"gradients/{name}"] = self._stats(grad)
+
+        return hook
+
+    def step(self) -> None:
+        self.step_i += 1
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def build(args, seed: int = 0) -> nn.Module:
+    import depthinit as di
+
+    torch.manual_seed(seed)
+    model = di.models.gpt2(n_layer=args.layers, n_embd=args.width, n_head=args.heads, vocab=args.vocab,
+                           block=args.seq)
+    di.init_(model, "gpt2", seed=seed)
+    return model
+
+
+class Run:
+    """One variant: a model, its optimizer, its monitor (or none); the mean step time of each block."""
+
+    def __init__(self, name: str, args, tokens: torch.Tensor, clock: Callable[[], float]) -> None:
+        from depthinit.monitor import VarianceMonitor
+
+        self.name, self.clock = name, clock
+        self.device = torch.device(args.device)
+        self.tokens = tokens.to(self.device)
+        self.model = build(args).to(self.device)
+        self.amp = torch.bfloat16 if args.amp == "bf16" else None
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr)
+        self.mon = None
+        if name == "depthinit":
+            self.mon = VarianceMonitor(self.model, every=args.every, alerts=True, update=args.update)
+        elif name == "watch":
+            self.mon = WatchLike(self.model, args.every)
+        self.fwd = torch.compile(self.model) if args.compile else self.model
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def steps(self, n: int) -> float:
+        """Run ``n`` training steps; their mean time (the device is synchronized at both ends only)."""
+        x, y = self.tokens[:, :-1], self.tokens[:, 1:]
+        self.sync()
+        t0 = self.clock()
+        for _ in range(n):
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                loss = F.cross_entropy(self.fwd(x).flatten(0, 1).float(), y.flatten())
+            loss.backward()
+            self.opt.step()
+            if self.mon is not None:
+                self.mon.step()
+            self.opt.zero_grad(set_to_none=True)
+        self.sync()
+        return (self.clock() - t0) / n
+
+
+def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) -> dict[str, float]:
+    """Median cost of the monitor's work in one cycle of ``every`` steps, each part timed alone (CPU).
+
+    ``activations``: a forward with the hooks recording minus one with them idle; ``record``:
+    ``mon._record`` (weight and gradient statistics, update rows, ring buffer, records, alerts);
+    ``update_ref``: the reference taken on the step before. Less sensitive to machine noise than the
+    difference of two whole-step means.
+    """
+    mon, model = run.mon, run.model
+    x, y = run.tokens[:, :-1], run.tokens[:, 1:]
+
+    def med(fn) -> float:
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = clock()
+            fn()
+            ts.append(clock() - t0)
+        return statistics.median(ts)
+
+    def fwd(active: bool):
+        def f():
+            mon._active = active
+            if active:
+                mon._set_active()
+            model(x)
+        return f
+
+    with torch.no_grad():
+        acts = max(med(fwd(True)) - med(fwd(False)), 0.0)
+    F.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
+    step = mon.global_step
+
+    def record():
+        mon._prepare_update()
+        mon._prev_step = step - 1
+        mon._record(step)
+
+    both = med(record)
+    ref = med(mon._prepare_update)
+    run.opt.zero_grad(set_to_none=True)
+    mon._active = False
+    return {"activations": acts, "record": both - ref, "update_ref": ref, "total": acts + both}
+
+
+def parser(defaults: dict | None = None, description: str | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description or __doc__.split("\n")[0])
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--width", type=int, default=192)
+    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--vocab", type=int, default=2048)
+    ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--every", type=int, default=10, help="monitor every N optimizer steps")
+    ap.add_argument("--block", type=int, default=0, help="steps per variant per round (default: 2*every)")
+    ap.add_argument("--rounds", type=int, default=8, help="interleaved rounds")
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--update", default="norm", choices=("norm", "exact"), help="monitor's update-ratio mode")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is; default 1)")
+    ap.add_argument("--clock", default="cpu", choices=("cpu", "wall"),
+                    help="cpu: process CPU time (robust on a shared machine, exact with 1 thread); wall: wall time")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--amp", default="none", choices=("none", "bf16"), help="autocast dtype")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (monitor hooks included)")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.set_defaults(**(defaults or {}))
+    return ap
+
+
+def main(argv=None, defaults: dict | None = None, description: str | None = None) -> dict:
+    args = parser(defaults, description).parse_args(argv)
+    if args.device.startswith("cuda") and args.clock == "cpu":
+        args.clock = "wall"  # CPU time does not see the device
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    block = args.block or 2 * args.every
+
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=g)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    runs = [Run(n, args, tokens, clock) for n in ("none", "depthinit", "watch")]
+    for r in runs:  # warm-up: allocator, first monitored steps, compiled statistics kernels
+        r.steps(2 * args.every)
+    round_means: dict[str, list[float]] = {r.name: [] for r in runs}
+    for k in range(args.rounds):
+        order = runs[k % 3:] + runs[: k % 3]
+        for r in order:
+            round_means[r.name].append(r.steps(block))
+    cycle = monitored_cycle_cost(runs[1], clock) if args.device == "cpu" else None
+    for r in runs:
+        if r.mon is not None:
+            r.mon.close()
+
+    mean = {n: statistics.fmean(v) for n, v in round_means.items()}
+    base = mean["none"]
+    # paired per round: overhead of each round against the same round's unmonitored blocks
+    paired = {n: statistics.median((a - b) / b for a, b in zip(round_means[n], round_means["none"]))
+              for n in ("depthinit", "watch")}
+    res = {
+        "config": {k: v for k, v in vars(args).items() if k != "json"} | {"block": block,
+                                                                             "threads": torch.get_num_threads()},
+        "step_ms": {n: 1e3 * v for n, v in mean.items()},
+        "overhead_pct": {n: 100 * (mean[n] - base) / base for n in ("depthinit", "watch")},
+        "overhead_pct_paired_median": {n: 100 * v for n, v in paired.items()},
+    }
+    od, ow = res["overhead_pct"]["depthinit"], res["overhead_pct"]["watch"]
+    res["depthinit_over_watch"] = od / ow if ow > 0 else float("nan")
+    res["target_met"] = od <= 1.0
+    if cycle is not None:  # the same overhead from the parts of one monitoring cycle, timed alone
+        res["cycle_ms"] = {k: 1e3 * v for k, v in cycle.items()}
+        res["overhead_pct_from_parts"] = 100 * cycle["total"] / (args.every * base)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        c = res["config"]
+        print(f"GPT-2-style L={c['layers']} d={c['width']} vocab={c['vocab']} tokens={c['batch']}x{c['seq']}, "
+              f"monitor every {c['every']} steps, {c['rounds']} rounds x {block} steps, threads={c['threads']}, "
+              f"clock={c['clock']}")
+        for n in ("none", "depthinit", "watch"):
+            extra = "" if n == "none" else (f"  overhead {res['overhead_pct'][n]:+.2f} % "
+                                            f"(paired median {res['overhead_pct_paired_median'][n]:+.2f} %)")
+            print(f"  {n:<10} {res['step_ms'][n]:8.1f} ms/step{extra}")
+        print(f"  depthinit overhead / watch-like overhead = {res['depthinit_over_watch']:.3f}; "
+              f"target <= 1 %: {'met' if res['target_met'] else 'NOT met'}")
+        if cycle is not None:
+            parts = ", ".join(f"{k} {v:.1f} ms" for k, v in res["cycle_ms"].items())
+            print(f"  one monitoring cycle timed by parts (median of 9): {parts} -> "
+                  f"{res['overhead_pct_from_parts']:.2f} % of {c['every']} unmonitored steps")
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,740 @@
+"""Per-layer statistics of weights, gradients or any tensors: the statistics contract of DESIGN.md.
+
+For each tensor, one fp64 row of :data:`FIELDS`::
+
+    count      number of finite elements (NaN and +-Inf are counted in ``nonfinite`` and excluded
+               from every other field)
+    mean       sum(x) / count
+    m2         sum((x - mean)**2)          -> var = m2 / count (population variance), std = sqrt(var)
+    sumsq      sum(x**2)                   -> rms = sqrt(sumsq / count), l2 = sqrt(sumsq)
+    min, max, absmax                        over the finite elements
+    nonfinite  number of NaN / +-Inf elements
+    zeros      number of elements equal to 0 (+0 or -0)
+
+A tensor without finite elements (empty, or all NaN) has ``count = m2 = sumsq = 0`` and NaN mean, min,
+max, absmax, hence NaN var / std / rms.
+
+Computation is numerically stable: per-chunk mean and M2 (never ``E[x**2] - E[x]**2``), merged with the
+multi-way form of Chan, Golub & LeVeque's parallel formula in fp64 (Chan et al., "Updating formulae and
+a pairwise algorithm for computing sample variances", 1979)::
+
+    N = sum n_i,   mean = sum(n_i mean_i) / N,   M2 = sum M2_i + sum n_i (mean_i - mean)**2
+
+(the mean is accumulated about the smallest element, so constant data has exactly zero variance)
+
+in a fixed order, so two runs give bitwise equal results. Backends:
+
+* ``"triton"`` (CUDA default): one single-pass launch per dtype over all tensors plus one merge launch,
+  result left on the device (:mod:`depthinit.kernels.stats`); on CPU tensors it runs under the Triton
+  interpreter (tests only).
+* ``"torch"`` (CPU default): tensors of :data:`CPU_EXACT_BELOW` elements or more are viewed as rows of
+  :data:`CPU_ROW` elements and reduced in one pass over memory by a ``torch.compile``'d function
+  (per row: sums of ``x - k`` and ``(x - k)**2`` in fp32 about a shift ``k`` taken from the row itself,
+  min, max, zeros; rows whose result could be inaccurate are recomputed exactly), smaller tensors, tails
+  and fp64 tensors exactly in fp64 (two passes); then one fp64 merge. ``DEPTHINIT_STATS_COMPILE=0``
+  (or no C++ compiler) leaves everything to the exact path. The first call compiles (seconds).
+* ``"reference"``: the eager fp64 oracle, one tensor at a time (slow, any device).
+
+>>> stats = layer_stats(model)            # one row per parameter, on the parameters' device
+>>> print(stats); stats.to_records()      # a table; list of dicts (one host sync)
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from depthinit.kernels._tables import STAT_FIELDS as FIELDS
+
+log = logging.getLogger(__name__)
+
+COUNT, MEAN, M2, SUMSQ, MIN, MAX, ABSMAX, NONFINITE, ZEROS = range(len(FIELDS))
+N_FIELDS = len(FIELDS)
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+BACKENDS = ("auto", "triton", "torch", "reference")
+
+CPU_ROW = 4096  # row length of the compiled CPU path
+CPU_EXACT_BELOW = 32768  # tensors with fewer elements are measured by the exact fp64 path on CPU
+_EXACT_ROW = 64  # row length of the exact fp64 path
+_STACK_MAX = 1 << 16  # segments of one length up to this size are stacked by the exact path
+_INF = float("inf")
+_NAN = float("nan")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact fp64 rows (the oracle) and the merge
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _rows_exact(x: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Statistics rows ``[r, N_FIELDS]`` of each row of ``x`` ``[r, w]``, exact two-pass in fp64.
+
+    ``valid`` (bool ``[r, w]``) marks the elements that exist (padding is ignored entirely).
+    """
+    x = x.to(torch.float64)
+    if x.shape[1] == 0:  # empty rows: one absent column, so that min / max have something to reduce
+        x = x.new_zeros((x.shape[0], 1))
+        valid = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    w = float(x.shape[1])
+    if valid is None and x.device.type == "cpu" and bool(torch.isfinite(x.sum())):  # all finite: fewer passes
+        cnt = torch.full((x.shape[0],), w, dtype=torch.float64)
+        xz = x
+        mean = x.sum(1) / w
+        d = x - mean[:, None]
+        mn, mx = x.amin(1), x.amax(1)  # (faster than aminmax over dim 1)
+        nonfinite = torch.zeros_like(cnt)
+        zeros = w - torch.count_nonzero(x, dim=1).to(torch.float64)
+    else:
+        fin = torch.isfinite(x) if valid is None else torch.isfinite(x) & valid
+        cnt = fin.sum(1, dtype=torch.float64)
+        xz = torch.where(fin, x, 0.0)
+        mean = xz.sum(1) / cnt
+        d = torch.where(fin, x - mean[:, None], 0.0)
+        mn = torch.where(fin, x, _INF).amin(1)
+        mx = torch.where(fin, x, -_INF).amax(1)
+        nonfinite = (w if valid is None else valid.sum(1, dtype=torch.float64)) - cnt
+        zeros = ((x == 0) if valid is None else (x == 0) & valid).sum(1, dtype=torch.float64)
+    rows = torch.stack(
+        [cnt, mean, (d * d).sum(1), (xz * xz).sum(1), mn, mx, torch.maximum(mn.abs(), mx.abs()), nonfinite, zeros], 1
+    )
+    return _finalize(rows)
+
+
+def _finalize(rows: Tensor) -> Tensor:
+    """NaN mean / min / max / absmax and 0 m2 / sumsq where ``count == 0`` (in place, returns ``rows``)."""
+    empty = rows[:, COUNT] == 0
+    for f in (MEAN, MIN, MAX, ABSMAX):
+        rows[:, f] = torch.where(empty, _NAN, rows[:, f])
+    for f in (M2, SUMSQ):
+        rows[:, f] = torch.where(empty, 0.0, rows[:, f])
+    return rows
+
+
+def _merge(parts: Tensor, reduce_sum, reduce_max, expand) -> Tensor:
+    """Chan merge of partial rows ``[..., N_FIELDS]``; the reducers decide which rows go together.
+
+    ``reduce_sum`` / ``reduce_max`` reduce the row axis of ``[..., k]`` stacks of columns, ``expand``
+    broadcasts a per-tensor value back to the rows. Three reductions: extremes and sums, the mean
+    (about the smallest element, so that constant data stays exact), then M2 about the final mean.
+    """
+    n = parts[..., COUNT]
+    ok = n > 0
+    extremes = torch.stack([-parts[..., MIN], parts[..., MAX], parts[..., ABSMAX]], -1)
+    ext = reduce_max(torch.where(ok[..., None], extremes, -_INF))
+    sumsq = torch.where(ok, parts[..., SUMSQ], 0.0)
+    sums = reduce_sum(torch.stack([n, sumsq, parts[..., NONFINITE], parts[..., ZEROS]], -1))
+    total, lo = sums[..., 0], -ext[..., 0]
+    shift = torch.where(total > 0, lo, 0.0)
+    mean = shift + reduce_sum(torch.where(ok, n * (parts[..., MEAN] - expand(shift)), 0.0)[..., None])[..., 0] / total
+    dev = torch.where(ok, parts[..., MEAN] - expand(mean), 0.0)
+    m2 = reduce_sum(torch.where(ok, parts[..., M2] + n * dev * dev, 0.0)[..., None])[..., 0]
+    out = torch.stack([total, mean, m2, sums[..., 1], lo, ext[..., 1], ext[..., 2], sums[..., 2], sums[..., 3]], -1)
+    return _finalize(out)
+
+
+def merge_partials(parts: Tensor, owner: Tensor, n: int) -> Tensor:
+    """Merge partial rows ``parts`` ``[m, N_FIELDS]`` into ``[n, N_FIELDS]``: row ``i`` goes to ``owner[i]``.
+
+    Sums run in row order (``index_add_``, deterministic on CPU; on CUDA use the merge kernel or
+    :func:`merge_stacked`). The reference of ``depthinit.kernels.stats._stats_merge_kernel``.
+    """
+    parts = parts.to(torch.float64)
+
+    def reduce_sum(v):
+        return v.new_zeros((n, v.shape[-1])).index_add_(0, owner, v)
+
+    def reduce_max(v):
+        init = torch.full((n, v.shape[-1]), -_INF, dtype=v.dtype, device=v.device)
+        return init.scatter_reduce_(0, owner[:, None].expand_as(v), v, "amax")
+
+    return _merge(parts, reduce_sum, reduce_max, lambda v: v[owner])
+
+
+def merge_stacked(parts: Tensor) -> Tensor:
+    """Merge ``[k, n, N_FIELDS]`` (k partial rows per tensor, e.g. one per rank) into ``[n, N_FIELDS]``.
+
+    Dense reductions over dim 0 in a fixed order: deterministic on every device.
+    """
+    parts = parts.to(torch.float64)
+    return _merge(parts, lambda v: v.sum(0), lambda v: v.amax(0), lambda v: v[None])
+
+
+@torch.no_grad()
+def stats_reference(tensors: Sequence[Tensor]) -> Tensor:
+    """The oracle: ``[n, N_FIELDS]`` fp64 statistics of each tensor, one tensor at a time, exact two-pass fp64.
+
+    Deterministic on every device; slow (about a dozen passes per tensor).
+    """
+    if not tensors:
+        return torch.empty((0, N_FIELDS), dtype=torch.float64)
+    return torch.cat([_rows_exact(_flat(t).reshape(1, -1)) for t in tensors])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CPU path
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _row_moments(x: Tensor) -> Tensor:
+    """``[r, L]`` -> ``[r, 6]`` fp32: shift k, sum(x-k), sum((x-k)**2), min, max, zeros. One pass (L >= 16).
+
+    The shift ``k`` is the mean of the first 16 elements of the row, so ``x - k`` is small and the
+    shifted sums lose almost nothing to cancellation; rows where they could are recomputed exactly.
+    """
+    xf = x.float()
+    k = xf[:, :16].mean(1, keepdim=True)
+    d = xf - k
+    return torch.stack([k[:, 0], d.sum(1), (d * d).sum(1), xf.amin(1), xf.amax(1), (xf == 0).float().sum(1)], 1)
+
+
+def _row_fields(out: Tensor, n: int) -> tuple[Tensor, ...]:
+    """fp64 columns (mean, m2, min, max, absmax, zeros, bad) of rows of ``n`` elements from their moments.
+
+    ``bad`` marks the rows to recompute exactly: NaN / Inf in the row or overflow of the fp32 sums (the
+    sum of the moments is then not finite), a shift further than one std from the row mean
+    (``s1**2 / n > s2 / 2``: the difference ``s2 - s1**2 / n`` would lose more than one bit), and
+    magnitudes whose squared differences could underflow fp32.
+    """
+    k, s1, s2, mn, mx, nz = out.t().to(torch.float64)  # a [6, r] copy: contiguous columns
+    c = s1 * s1 / n
+    amax = torch.maximum(mn.abs(), mx.abs())
+    bad = ~torch.isfinite(k + s1 + s2 + mn + mx)
+    bad |= c > 0.5 * s2
+    bad |= (amax > 0) & (amax < 2.0**-40)
+    return k + s1 / n, (s2 - c).clamp_min_(0.0), mn, mx, amax, nz, bad
+
+
+def _fast_rows(out: Tensor, n: int = CPU_ROW) -> tuple[Tensor, Tensor]:
+    """Partial rows ``[r, N_FIELDS]`` (fp64) of rows of ``n`` elements from their moments, and the rows to redo."""
+    mean, m2, mn, mx, amax, nz, bad = _row_fields(out, n)
+    count = torch.full_like(mean, float(n))
+    rows = torch.stack([count, mean, m2, m2 + n * mean * mean, mn, mx, amax, torch.zeros_like(mean), nz], 1)
+    return rows, bad
+
+
+def _merge_runs(out: Tensor, lengths: Sequence[int], n: int = CPU_ROW) -> tuple[Tensor, Tensor]:
+    """Chan merge of consecutive runs of rows of ``n`` elements (``lengths[t]`` rows for tensor t).
+
+    With equal row sizes the merge is ``mean = mean of the row means``, ``M2 = sum M2_i + n sum
+    (mean_i - mean)**2``, computed with segment reductions (in order, fp64). Returns the per-tensor rows
+    and the per-row ``bad`` mask (tensors with a bad row must be merged from corrected rows instead).
+    """
+    mean, m2, mn, mx, amax, nz, bad = _row_fields(out, n)
+    runs = torch.tensor(lengths)
+    seg = lambda v, op: torch.segment_reduce(v, op, lengths=runs)  # noqa: E731
+    mean_t = seg(mean, "sum") / runs
+    dev = mean - torch.repeat_interleave(mean_t, runs)
+    m2_t = seg(m2 + n * dev * dev, "sum")
+    total = runs.to(torch.float64) * n
+    rows = torch.stack([total, mean_t, m2_t, m2_t + total * mean_t * mean_t, seg(mn, "min"), seg(mx, "max"),
+                        seg(amax, "max"), torch.zeros_like(total), seg(nz, "sum")], 1)  # fmt: skip
+    return rows, bad
+
+
+def _row_moments_batch(*xs: Tensor) -> tuple[Tensor, ...]:
+    return tuple(_row_moments(x) for x in xs)
+
+
+_COMPILED: dict = {}
+CPU_COMPILE = os.environ.get("DEPTHINIT_STATS_COMPILE", "1") != "0"
+CPU_BATCH = 8  # tensors per compiled call (the per-call overhead is ~20 us per tensor)
+
+
+def _compiled_moments(views: list[Tensor]) -> list[Tensor] | None:
+    """:func:`_row_moments` of each ``[r, CPU_ROW]`` view (one dtype) through ``torch.compile``.
+
+    One compilation per dtype: :data:`CPU_BATCH` tensors per call, rows dynamic (short batches are
+    padded with distinct 2-row dummies). Returns None when compilation is unavailable.
+    """
+    global CPU_COMPILE
+    if not CPU_COMPILE or not views:
+        return None
+    dtype = views[0].dtype
+    try:
+        fn, pads = _COMPILED.get(dtype, (None, None))
+        first = fn is None
+        if first:  # distinct pads: passing one tensor twice would make dynamo recompile (aliasing guard)
+            pads = [torch.zeros((2, CPU_ROW), dtype=dtype) for _ in range(CPU_BATCH)]
+            fn = torch.compile(_row_moments_batch, fullgraph=True)
+            _COMPILED[dtype] = fn, pads
+        out: list[Tensor] = []
+        for i in range(0, len(views), CPU_BATCH):
+            batch = views[i : i + CPU_BATCH]
+            args = batch + pads[len(batch) :]
+            if first:  # rows are dynamic: one compilation whatever the sizes
+                for a in args:
+                    torch._dynamo.mark_dynamic(a, 0)
+                first = False
+            out.extend(fn(*args)[: len(batch)])
+        return out
+    except Exception as exc:  # no C++ compiler, unsupported platform...
+        log.warning("depthinit.stats: torch.compile unavailable (%s); using the exact fp64 path", exc)
+        CPU_COMPILE = False
+        return None
+
+
+def _exact_parts(segments: Sequence[Tensor], ids: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
+    """Exact fp64 partial rows of 1-D segments (any lengths and dtypes) and the owner ``ids`` of each row.
+
+    Segments of one length and dtype are stacked (one row each); the others are cut into rows of 64
+    elements plus one padded row for the remainder. Empty segments give no row.
+    """
+    parts, owners = [], []
+    groups: dict[tuple[torch.dtype, int], list[int]] = {}
+    for j, t in enumerate(segments):
+        groups.setdefault((t.dtype, t.numel()), []).append(j)
+    rest: dict[torch.dtype, list[int]] = {}
+    for (dtype, numel), js in groups.items():
+        if len(js) > 1 and 0 < numel <= _STACK_MAX:
+            parts.append(_rows_exact(torch.stack([segments[j] for j in js])))
+            owners.append(torch.tensor([ids[j] for j in js]))
+        elif numel:
+            rest.setdefault(dtype, []).extend(js)
+    for js in rest.values():
+        full = [(j, segments[j].numel() // _EXACT_ROW) for j in js]
+        if any(r for _, r in full):
+            views = [segments[j][: r * _EXACT_ROW].view(r, _EXACT_ROW) for j, r in full if r]
+            parts.append(_rows_exact(torch.cat(views)))
+            owners.append(torch.repeat_interleave(torch.tensor([ids[j] for j, r in full if r]),
+                                                  torch.tensor([r for _, r in full if r])))  # fmt: skip
+        rems = [(j, segments[j][r * _EXACT_ROW :]) for j, r in full if segments[j].numel() > r * _EXACT_ROW]
+        if rems:
+            lengths = torch.tensor([t.numel() for _, t in rems])
+            valid = torch.arange(_EXACT_ROW)[None, :] < lengths[:, None]
+            padded = torch.zeros(valid.shape, dtype=torch.float64)
+            padded[valid] = torch.cat([t for _, t in rems]).to(torch.float64)
+            parts.append(_rows_exact(padded, valid))
+            owners.append(torch.tensor([ids[j] for j, _ in rems]))
+    return parts, owners
+
+
+def _redo(rows: Tensor, bad: Tensor, views: Sequence[Tensor]) -> Tensor:
+    """``rows`` (the rows of ``views``, in order) with the flagged ones recomputed exactly (fp64)."""
+    idx = bad.nonzero()[:, 0].tolist()
+    if not idx:
+        return rows
+    starts = list(itertools.accumulate((len(v) for v in views), initial=0))
+    which = [bisect.bisect_right(starts, j) - 1 for j in idx]
+    rows = rows.clone()
+    rows[idx] = _rows_exact(torch.stack([views[w][j - starts[w]] for w, j in zip(which, idx)]))
+    return rows
+
+
+def _cpu_stats(flats: Sequence[Tensor]) -> Tensor:
+    """``[n, N_FIELDS]`` for flat CPU tensors: compiled single pass where it pays, exact fp64 elsewhere.
+
+    Tensors below :data:`CPU_EXACT_BELOW` elements (and fp64 ones) take the exact fp64 path. A larger
+    tensor of ``r * CPU_ROW + t`` elements gives r rows to the compiled pass and a tail of t elements
+    to the exact path. Everything is merged once in fp64.
+    """
+    n = len(flats)
+    bodies: dict[torch.dtype, list[tuple[int, Tensor, int]]] = {}
+    exact, exact_owner = [], []
+    for i, t in enumerate(flats):
+        m = t.numel()
+        if CPU_COMPILE and m >= CPU_EXACT_BELOW and t.dtype != torch.float64:
+            r, tail = divmod(m, CPU_ROW)
+            bodies.setdefault(t.dtype, []).append((i, (t[: r * CPU_ROW] if tail else t).view(r, CPU_ROW), r))
+            if not tail:
+                continue
+            t = t[r * CPU_ROW :]
+        exact.append(t)
+        exact_owner.append(i)
+    parts, owners = [], []
+    for group in bodies.values():
+        views = [v for _, v, _ in group]
+        moments = _compiled_moments(views)
+        if moments is None:  # compilation unavailable: exact path
+            exact += [v.view(-1) for v in views]
+            exact_owner += [i for i, _, _ in group]
+            continue
+        lengths = [r for _, _, r in group]
+        merged, bad = _merge_runs(torch.cat(moments), lengths)
+        redo = set()
+        if bool(bad.any()):  # rare: non-finite values, a shift far from a row mean, extreme magnitudes
+            redo = set(torch.repeat_interleave(torch.arange(len(views)), torch.tensor(lengths))[bad].tolist())
+        for j in sorted(redo):  # those tensors: merge their rows, the flagged ones recomputed exactly
+            rows, bad_j = _fast_rows(moments[j])
+            parts.append(_redo(rows, bad_j, [views[j]]))
+            owners.append(torch.full((lengths[j],), group[j][0], dtype=torch.long))
+        keep = [j for j in range(len(views)) if j not in redo]
+        parts.append(merged[keep])
+        owners.append(torch.tensor([group[j][0] for j in keep], dtype=torch.long))
+    more_parts, more_owners = _exact_parts(exact, exact_owner)
+    parts += more_parts
+    owners += more_owners
+    if not parts:  # nothing but empty tensors
+        parts, owners = [torch.zeros((0, N_FIELDS), dtype=torch.float64)], [torch.zeros(0, dtype=torch.long)]
+    return merge_partials(torch.cat(parts), torch.cat(owners), n)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Triton path
+# ---------------------------------------------------------------------------------------------------------
+
+_LAUNCHES: OrderedDict = OrderedDict()
+_MAX_LAUNCHES = 8
+
+
+def _triton_stats(flats: Sequence[Tensor], out: Tensor | None = None) -> Tensor:
+    """The fused kernels, with a small cache of prepared launches keyed by layout (pointers are updated)."""
+    from depthinit.kernels.stats import StatsLaunch
+
+    if not flats:
+        return torch.zeros((0, N_FIELDS), dtype=torch.float64)
+    key = StatsLaunch.layout_key(flats)
+    launch = _LAUNCHES.pop(key, None) or StatsLaunch(flats)
+    _LAUNCHES[key] = launch
+    while len(_LAUNCHES) > _MAX_LAUNCHES:
+        _LAUNCHES.popitem(last=False)
+    return launch(flats, out)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _is_dense_permutation(t: Tensor) -> bool:
+    """True when ``t`` covers a contiguous block of memory exactly once (e.g. a transposed weight)."""
+    dims = sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1)
+    expected = 1
+    for st, sz in dims:
+        if st != expected:
+            return False
+        expected *= sz
+    return True
+
+
+def _flat(t: Tensor) -> Tensor:
+    """A 1-D contiguous view of ``t``'s elements in some order (statistics do not depend on order).
+
+    Contiguous tensors and dense permutations (transposes) are read in place; other views are copied.
+    """
+    if t.is_contiguous():
+        return t.view(-1)
+    if _is_dense_permutation(t):
+        return t.as_strided((t.numel(),), (1,))
+    return t.reshape(-1).contiguous()
+
+
+def _check(name: str, t: Tensor) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"layer_stats: {name!r} is a {type(t).__name__}, not a tensor")
+    if t.is_meta:
+        raise ValueError(f"layer_stats: {name!r} is a meta tensor (no data); materialize the model first")
+    if t.layout is not torch.strided:
+        raise ValueError(f"layer_stats: {name!r} has layout {t.layout}; only dense (strided) tensors are supported")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"layer_stats: {name!r} has dtype {t.dtype}; statistics are defined for floating tensors "
+            f"{', '.join(str(d) for d in SUPPORTED_DTYPES)} (convert integer / bool tensors with .float())"
+        )
+
+
+def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
+    """Names and tensors of a module (parameters or their gradients), a list, or a dict."""
+    if isinstance(x, nn.Module):
+        names, tensors, seen = [], [], set()
+        for name, p in x.named_parameters():
+            t = p.grad if grads else p
+            if t is None:
+                continue
+            local = _local(t)
+            if local.device.type != "meta" and local.numel():
+                storage = local.untyped_storage().data_ptr()
+                key = (local.device, storage, local.storage_offset(), local.shape, local.stride())
+                if key in seen:  # tied weights that are distinct Parameter objects over one storage
+                    continue
+                seen.add(key)
+            names.append(name)
+            tensors.append(t)
+        return names, tensors
+    if grads:
+        raise ValueError("layer_stats: grads=True needs an nn.Module (pass the gradients themselves otherwise)")
+    if isinstance(x, Tensor):
+        return ["0"], [x]
+    if isinstance(x, Mapping):
+        return [str(k) for k in x.keys()], list(x.values())
+    if isinstance(x, Iterable):
+        tensors = list(x)
+        return [str(i) for i in range(len(tensors))], tensors
+    raise TypeError(f"layer_stats: expected an nn.Module, a list or a dict of tensors, got {type(x).__name__}")
+
+
+def _dtensor_cls():
+    try:
+        from torch.distributed.tensor import DTensor
+    except Exception:  # torch built without distributed
+        return None
+    return DTensor
+
+
+def _local(t: Tensor) -> Tensor:
+    cls = _dtensor_cls()
+    return t.to_local() if cls is not None and isinstance(t, cls) else t
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sharded tensors
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _host_to(t: Tensor, device: torch.device) -> Tensor:
+    """A small host table on ``device`` without a host synchronization (pinned, non-blocking on CUDA)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def _contributes(t) -> bool:
+    """Does this rank's local shard of DTensor ``t`` count towards the global figure?
+
+    Every coordinate of a sharded mesh dimension holds distinct data; of a replicated mesh dimension
+    only coordinate 0 counts (replicas are not double-counted). A ``Partial`` placement holds addends of
+    a pending reduction, whose statistics mean nothing: redistribute first.
+    """
+    from torch.distributed.tensor import Partial, Replicate
+
+    coord = t.device_mesh.get_coordinate()
+    if coord is None:  # this rank holds no part of t
+        return False
+    for dim, placement in enumerate(t.placements):
+        if isinstance(placement, Partial):
+            raise ValueError(
+                "layer_stats: DTensor with a Partial placement; call .redistribute(...) or .full_tensor() first"
+            )
+        if isinstance(placement, Replicate) and coord[dim] != 0:
+            return False
+    return True
+
+
+def _reduce_sharded(data: Tensor, sharded: list[bool], contrib: list[bool], group) -> Tensor:
+    """Global rows of the DTensors from every rank's local rows: ONE all_gather, then a rank-ordered merge.
+
+    Why all_gather and not all_reduce: all-reduce offers sum / min / max only, so the moments would
+    have to travel as sums of powers about a shift agreed in advance (another collective, or
+    cancellation when the shift is off). Gathering the fixed-size partial rows (9 fp64 per tensor per
+    rank) and merging them with Chan's formula in rank order is exact to fp64 round-off, carries the
+    counts / extremes in the same message, and gives bitwise identical results on every rank.
+    """
+    import torch.distributed as dist
+
+    world = dist.get_world_size(group)
+    neutral = torch.tensor([0.0, _NAN, 0.0, 0.0, _NAN, _NAN, _NAN, 0.0, 0.0], dtype=torch.float64)  # count 0
+    neutral = _host_to(neutral, data.device)
+    mine = _host_to(torch.tensor(contrib), data.device)[:, None]
+    local = torch.where(mine, data, neutral).contiguous()
+    gathered = torch.empty((world * local.shape[0], N_FIELDS), dtype=local.dtype, device=local.device)
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # renamed in torch 2.13
+    gather(gathered, local, group=group)
+    merged = merge_stacked(gathered.view(world, -1, N_FIELDS))
+    is_sharded = _host_to(torch.tensor(sharded), data.device)[:, None]
+    return torch.where(is_sharded, merged, data)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# API
+# ---------------------------------------------------------------------------------------------------------
+
+
+class LayerStats:
+    """Statistics of named tensors: ``data`` ``[n, N_FIELDS]`` fp64 on the tensors' device, ``names``.
+
+    Properties return device tensors (no host sync): ``count mean var std rms l2 min max absmax
+    nonfinite zeros numel``, with ``var = m2 / count`` (population variance), ``std = sqrt(var)``,
+    ``rms = sqrt(sumsq / count)``, ``l2 = sqrt(sumsq)``, ``numel = count + nonfinite``.
+    :meth:`to_records`, ``print`` and indexing by name copy to the host once.
+
+    >>> s = layer_stats(model); s.std                      # device tensor, one value per parameter
+    >>> s["fc.weight"]["std"], s.to_records()[0]["mean"]
+    """
+
+    def __init__(self, data: Tensor, names: Sequence[str]):
+        if data.dim() != 2 or data.shape[1] != N_FIELDS or data.shape[0] != len(names):
+            raise ValueError(f"LayerStats: data must be [len(names), {N_FIELDS}], got {tuple(data.shape)}")
+        self.data = data
+        self.names = list(names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _field(self, f: int) -> Tensor:
+        return self.data[:, f]
+
+    count = property(lambda self: self._field(COUNT), doc="Number of finite elements.")
+    mean = property(lambda self: self._field(MEAN), doc="Mean of the finite elements.")
+    m2 = property(lambda self: self._field(M2), doc="Sum of squared deviations from the mean.")
+    sumsq = property(lambda self: self._field(SUMSQ), doc="Sum of squares.")
+    min = property(lambda self: self._field(MIN), doc="Smallest finite element.")
+    max = property(lambda self: self._field(MAX), doc="Largest finite element.")
+    absmax = property(lambda self: self._field(ABSMAX), doc="Largest absolute value of the finite elements.")
+    nonfinite = property(lambda self: self._field(NONFINITE), doc="Number of NaN and +-Inf elements.")
+    zeros = property(lambda self: self._field(ZEROS), doc="Number of elements equal to zero.")
+
+    @property
+    def var(self) -> Tensor:
+        """Population variance ``m2 / count`` (divide by N, not N - 1)."""
+        return self.data[:, M2] / self.data[:, COUNT]
+
+    @property
+    def std(self) -> Tensor:
+        return self.var.sqrt()
+
+    @property
+    def rms(self) -> Tensor:
+        return (self.data[:, SUMSQ] / self.data[:, COUNT]).sqrt()
+
+    @property
+    def l2(self) -> Tensor:
+        return self.data[:, SUMSQ].sqrt()
+
+    @property
+    def numel(self) -> Tensor:
+        return self.data[:, COUNT] + self.data[:, NONFINITE]
+
+    RECORD_KEYS = ("numel", "count", "mean", "var", "std", "rms", "l2", "min", "max", "absmax", "nonfinite", "zeros")
+
+    def to_records(self) -> list[dict]:
+        """One dict per tensor: ``name`` and :attr:`RECORD_KEYS` as Python numbers (one host sync)."""
+        cols = torch.stack([getattr(self, k) for k in self.RECORD_KEYS], 1).cpu().tolist()
+        ints = {"numel", "count", "nonfinite", "zeros"}
+        return [
+            {"name": name, **{k: (int(v) if k in ints else v) for k, v in zip(self.RECORD_KEYS, row)}}
+            for name, row in zip(self.names, cols)
+        ]
+
+    def index(self, name: str) -> int:
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"LayerStats: no tensor named {name!r}") from None
+
+    def __getitem__(self, key: str | int) -> dict:
+        i = self.index(key) if isinstance(key, str) else int(key)
+        return LayerStats(self.data[i : i + 1], [self.names[i]]).to_records()[0]
+
+    def __iter__(self):
+        return iter(self.to_records())
+
+    def __repr__(self) -> str:
+        recs = self.to_records()
+        cols = ("numel", "mean", "std", "rms", "min", "max", "absmax", "nonfinite", "zeros")
+        head = ["name", *cols]
+        body = [[r["name"]] + [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in recs]
+        widths = [max(len(h), *(len(row[j]) for row in body)) if body else len(h) for j, h in enumerate(head)]
+        lines = ["  ".join(h.ljust(w) if j == 0 else h.rjust(w) for j, (h, w) in enumerate(zip(head, widths)))]
+        for row in body:
+            lines.append("  ".join(v.ljust(w) if j == 0 else v.rjust(w) for j, (v, w) in enumerate(zip(row, widths))))
+        return f"LayerStats({len(self)} tensors)\n" + "\n".join(lines)
+
+    __str__ = __repr__
+
+    @staticmethod
+    def cat(items: Sequence[LayerStats]) -> LayerStats:
+        """Concatenate the rows of several LayerStats (same device), names in order."""
+        items = list(items)
+        if not items:
+            return LayerStats(torch.zeros((0, N_FIELDS), dtype=torch.float64), [])
+        return LayerStats(torch.cat([s.data for s in items]), [n for s in items for n in s.names])
+
+
+def cat_stats(items: Sequence[LayerStats]) -> LayerStats:
+    """Concatenate several :class:`LayerStats` (see :meth:`LayerStats.cat`)."""
+    return LayerStats.cat(items)
+
+
+def _resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"layer_stats: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "auto":
+        return backend
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "reference"
+        return "triton"
+    return "torch" if device.type == "cpu" else "reference"
+
+
+@torch.no_grad()
+def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
+    """``[n, N_FIELDS]`` fp64 statistics of plain (local) tensors of one device; see :func:`layer_stats`."""
+    if not tensors:
+        return torch.zeros((0, N_FIELDS), dtype=torch.float64)
+    device = tensors[0].device
+    if any(t.device != device for t in tensors):
+        devices = {t.device for t in tensors}
+        raise ValueError(
+            f"layer_stats: tensors on several devices {sorted(map(str, devices))}; measure each device "
+            "separately and join the results with LayerStats.cat"
+        )
+    backend = _resolve_backend(backend, device)
+    if backend == "triton":
+        if any(t.dtype == torch.float64 for t in tensors):
+            raise TypeError("layer_stats: the triton backend measures fp32 / fp16 / bf16; use backend='torch' for fp64")
+        return _triton_stats([t if t.is_contiguous() else _flat(t) for t in tensors])
+    flats = [_flat(t) for t in tensors]
+    if backend == "torch" and device.type == "cpu":
+        return _cpu_stats(flats)
+    return stats_reference(flats)  # torch backend off CPU: deterministic per-tensor reductions
+
+
+@torch.no_grad()
+def layer_stats(
+    x: nn.Module | Sequence[Tensor] | Mapping[str, Tensor] | Tensor,
+    *,
+    grads: bool = False,
+    backend: str = "auto",
+    group=None,
+) -> LayerStats:
+    r"""Per-tensor count, mean, variance, RMS, extremes, non-finite and zero counts, in one pass.
+
+    The statistics contract of DESIGN.md: per chunk, ``mean`` and ``M2`` exactly from the loaded data,
+    merged across chunks with Chan et al.'s formula in fp64 (never :math:`E[x^2] - E[x]^2`); NaN and
+    :math:`\pm\infty` are counted in ``nonfinite`` and excluded from every other field; variance is the
+    population variance :math:`M_2 / N`. Nothing is copied to the host: :class:`LayerStats` holds an
+    ``[n, 9]`` fp64 tensor on the tensors' device until it is printed or turned into records.
+
+    Args:
+        x: an ``nn.Module`` (its parameters, each storage once for tied weights), a list of tensors
+            (named ``"0"``, ``"1"``, ...) or a dict name -> tensor. Floating tensors only (fp32, fp16,
+            bf16; fp64 on the torch backends); any layout of strides.
+        grads: measure ``p.grad`` of each parameter instead (parameters without a gradient are skipped).
+        backend: ``"auto"`` (CUDA: Triton kernels, CPU: torch path), ``"triton"`` (on CPU tensors: the
+            Triton interpreter, for tests), ``"torch"``, ``"reference"`` (eager fp64 oracle).
+        group: process group for DTensors (default: the world). When any tensor is a DTensor, the
+            local shards are measured and ONE ``all_gather`` of the partial rows gives the exact global
+            figures of every DTensor on every rank (replicas counted once); plain tensors stay local.
+
+    Example::
+
+        >>> stats = depthinit.stats.layer_stats(model)
+        >>> print(stats)            # aligned table; stats.std is a device tensor
+    """
+    names, tensors = _collect(x, grads)
+    dtensor = _dtensor_cls()
+    is_dt = [dtensor is not None and isinstance(t, dtensor) for t in tensors]
+    locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)]
+    for name, t in zip(names, locals_):
+        _check(name, t)
+    data = tensor_stats(locals_, backend)
+    if any(is_dt):
+        contrib = [_contributes(t) if d else True for t, d in zip(tensors, is_dt)]
+        data = _reduce_sharded(data, is_dt, contrib, group)
+    return LayerStats(data, names)
+
+
+__all__ = [
+    "FIELDS", "N_FIELDS", "COUNT", "MEAN", "M2", "SUMSQ", "MIN", "MAX", "ABSMAX", "NONFINITE", "ZEROS",
+    "LayerStats", "layer_stats", "cat_stats", "tensor_stats", "stats_reference", "merge_partials",
+    "merge_stacked", "CPU_ROW", "BACKENDS",
+]  # fmt: skip
