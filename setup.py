@@ -8,7 +8,7 @@ _triton = "triton>=3.0" if (sys.platform == "linux" and platform.machine() in ("
 setup(
     name="depthinit",
     version="0.1.0",
-    description="Depth-aware initialization and single-pass variance monitoring for very deep networks (PyTorch + Triton)",
+    description="Depth-aware initialization and single-pass variance monitoring for deep networks (PyTorch + Triton)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
@@ -16,7 +16,16 @@ setup(
     package_dir={"depthinit": "depthinit", "depthinit.kernels": "kernels"},
     install_requires=["torch>=2.4", "numpy"] + ([_triton] if _triton else []),
     extras_require={
-        "dev": ["pytest", "pytest-benchmark", "hypothesis", "scipy", "ruff", "scikit-learn", "matplotlib", "tensorboard"],
+        "dev": [
+            "pytest",
+            "pytest-benchmark",
+            "hypothesis",
+            "scipy",
+            "ruff",
+            "scikit-learn",
+            "matplotlib",
+            "tensorboard",
+        ],
         "tb": ["tensorboard"],
         "plots": ["matplotlib"],
         "data": ["scikit-learn"],
