@@ -103,7 +103,27 @@ def _setup_plan(sp: argparse.ArgumentParser):
     return cmd_plan
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    import depthinit as di
+    from depthinit.models import build
+
+    model = build(args.model, device="meta")
+    plan = di.materialize(model, device=args.device, scheme=args.scheme, seed=args.seed, **_scheme_options(args))
+    stats = di.layer_stats(model)
+    print(f"{plan.scheme} init of {args.model} (seed {args.seed}): per-parameter statistics, one fused pass")
+    print(stats)
+    return 0
+
+
+def _setup_stats(sp: argparse.ArgumentParser):
+    sp.add_argument("--model", default="mlp:depth=54,width=512", help="built-in model spec (as for `plan`)")
+    _add_scheme_args(sp)
+    sp.add_argument("--device", default="cpu", help="where to materialize the model (cpu, cuda)")
+    return cmd_stats
+
+
 COMMANDS["plan"] = ("print the init plan of a built-in model", _setup_plan)
+COMMANDS["stats"] = ("initialize a built-in model and print its per-layer statistics", _setup_stats)
 COMMANDS["schemes"] = ("list the init schemes and their options", lambda sp: cmd_schemes)
 
 

@@ -58,3 +58,13 @@ def test_schemes_lists_everything(capsys):
     out = capsys.readouterr().out
     for name in ("he", "xavier", "depth_aware", "torchtitan_depth", "olmo_mitchell", "deepnorm", "rezero"):
         assert name in out
+
+
+def test_stats_prints_fused_statistics_of_the_initialized_model(capsys):
+    assert main(["stats", "--model", "mlp:depth=3,width=64", "--scheme", "he", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(("0.", "2.", "4."))}
+    # He: std = sqrt(2/64) = 0.177; 4,096 samples give a relative s.e. of ~1.1%, so 6% is > 5 s.e.
+    for name in ("0.weight", "2.weight", "4.weight"):
+        assert float(rows[name][3]) == pytest.approx((2 / 64) ** 0.5, rel=0.06)
+    assert rows["2.bias"][-1] == "64"  # zero count: biases are zero
