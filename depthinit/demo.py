@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .probe import COLORS, align, figure
+from .repro.common import evaluate
 
 DEFAULT_SCHEMES = (
     "he", "he:distribution=uniform",
@@ -136,19 +137,6 @@ def _bar(i: int, n: int, width: int = 20) -> str:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1024) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` over ``(x, y)`` in eval mode (NaN loss if it is not finite)."""
-    was = model.training
-    model.eval()
-    loss, correct = 0.0, 0
-    for i in range(0, len(y), batch):
-        out = model(x[i : i + batch])
-        loss += float(F.cross_entropy(out, y[i : i + batch], reduction="sum"))
-        correct += int((out.argmax(1) == y[i : i + batch]).sum())
-    model.train(was)
-    return loss / len(y), correct / len(y)
-
-
 def _optimizer(model: nn.Module, cfg: DemoConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)

@@ -90,6 +90,7 @@ def weights_digest(model: nn.Module) -> str:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
     """``(mean cross-entropy, accuracy)`` over the whole set, in eval mode."""
     was = model.training
