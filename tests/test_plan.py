@@ -249,3 +249,16 @@ def test_apply_reuses_prepared_tables_until_rows_change():
     p.apply()
     assert p._cache["fill"][1] is not first
     assert torch.allclose(model[0].weight, 2 * before, rtol=1e-6)
+
+
+@pytest.mark.parametrize("opts,match", [
+    ({"scheme": "normal", "std": -0.1}, "std must be a finite number >= 0"),
+    ({"scheme": "normal", "std": float("nan")}, "std must be a finite number >= 0"),
+    ({"scheme": "gpt2", "std": float("inf")}, "std must be a finite number >= 0"),
+    ({"scheme": "depth_aware", "K": float("nan")}, "K must be a finite number"),
+    ({"scheme": "depth_aware", "K": 1e9}, r"\|K\| <= 700"),
+    ({"scheme": "trunc_normal", "a": 1.0, "b": -1.0}, "a < b"),
+])
+def test_absurd_values_rejected_with_the_valid_range(opts, match):
+    with pytest.raises(ValueError, match=match):
+        di.plan(mlp(depth=2, width=4), **opts)
