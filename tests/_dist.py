@@ -1,7 +1,9 @@
 """Run a function on N gloo processes on this machine (tests only).
 
 Each process gets ``(rank, world_size, *args)``; what it returns is pickled back through a queue, so the
-test compares results in the parent. A free TCP port on 127.0.0.1 is used for the rendezvous.
+test compares results in the parent. Return plain values (lists, NumPy arrays, strings), not torch tensors:
+torch sends tensors through shared memory that dies with the worker, and the parent would wait until its
+timeout. A free TCP port on 127.0.0.1 is used for the rendezvous.
 """
 
 from __future__ import annotations
