@@ -14,13 +14,7 @@ from depthinit.probe import _default_modules
 DEPTH, WIDTH = 54, 128  # the 54-layer ReLU MLP of arXiv 2509.05018 (width 128 keeps the test fast)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast and never oversubscribes a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _x(seed, batch=128, features=WIDTH):

@@ -17,13 +17,7 @@ from depthinit.models import gpt2, mlp
 P = sys.modules["depthinit.probe"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread is as fast and never oversubscribes a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _x(batch, features, seed=123):
