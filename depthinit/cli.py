@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 EXIT_USAGE = 2
+MAX_PLAN_BYTES = 64 * 2**20  # ~400 bytes a row: room for 150,000 parameter tensors; larger files are refused
 
 
 class UsageError(Exception):
@@ -59,8 +60,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     import depthinit as di
     from depthinit.models import build
 
-    model = build(args.model, device="meta")
-    p = di.plan(model, args.scheme, seed=args.seed, **_scheme_options(args))
+    if args.load:
+        try:
+            with open(args.load, "rb") as f:
+                data = f.read(MAX_PLAN_BYTES + 1)
+        except OSError as e:
+            raise UsageError(f"cannot read {args.load}: {e.strerror}") from None
+        if len(data) > MAX_PLAN_BYTES:
+            raise UsageError(f"{args.load} is over {MAX_PLAN_BYTES // 2**20} MiB: not a plan")
+        p = di.InitPlan.from_json(data)
+    else:
+        model = build(args.model, device="meta")
+        p = di.plan(model, args.scheme, seed=args.seed, **_scheme_options(args))
     if args.json:
         print(p.to_json())
     else:
@@ -100,6 +111,7 @@ def _setup_plan(sp: argparse.ArgumentParser):
     )
     _add_scheme_args(sp)
     sp.add_argument("--json", action="store_true", help="print the plan as JSON")
+    sp.add_argument("--load", metavar="PLAN_JSON", help="validate and print a saved plan instead of planning a model")
     return cmd_plan
 
 

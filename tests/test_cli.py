@@ -68,3 +68,29 @@ def test_stats_prints_fused_statistics_of_the_initialized_model(capsys):
     for name in ("0.weight", "2.weight", "4.weight"):
         assert float(rows[name][3]) == pytest.approx((2 / 64) ** 0.5, rel=0.06)
     assert rows["2.bias"][-1] == "64"  # zero count: biases are zero
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"\xff\xfe\x00", "not UTF-8"),
+    (b'{"format": "depthinit.plan/1", "rows": "x", "seed": 0}', "must be a list"),
+    (b'{"format": "depthinit.plan/1", "seed": 0, "rows": [{"name": 1}]}', "unknown field|missing field"),
+    (b"[" * 50000, "not valid plan JSON"),
+    (b'{"__class__": "os.system", "format": "pickle"}', "not a depthinit plan"),
+])
+def test_load_hostile_plan_json_one_line_exit_2(tmp_path, capsys, content, match):
+    f = tmp_path / "plan.json"
+    f.write_bytes(content)
+    assert main(["plan", "--load", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("depthinit: error: ")
+    assert any(m in err for m in match.split("|")), err
+
+
+def test_load_roundtrip_and_missing_file(tmp_path, capsys):
+    assert main(["plan", "--model", "mlp:depth=3,width=8", "--scheme", "he", "--json"]) == 0
+    f = tmp_path / "p.json"
+    f.write_text(capsys.readouterr().out)
+    assert main(["plan", "--load", str(f)]) == 0
+    assert "3/3" in capsys.readouterr().out
+    assert main(["plan", "--load", str(tmp_path / "nope.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
