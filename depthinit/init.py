@@ -96,20 +96,6 @@ _R = TypeVar("_R")
 _Stream = int | str
 
 _ZERO_ELEMENT_MSG = "Initializing zero-element tensors is a no-op"
-_TORCH_NONLINEARITIES = (
-    "linear",
-    "conv1d",
-    "conv2d",
-    "conv3d",
-    "conv_transpose1d",
-    "conv_transpose2d",
-    "conv_transpose3d",
-    "sigmoid",
-    "tanh",
-    "relu",
-    "leaky_relu",
-    "selu",
-)
 _HALF_TYPES = (torch.float16, torch.bfloat16)
 
 
@@ -231,7 +217,7 @@ def calculate_gain(nonlinearity: str, param: int | float | None = None) -> float
     Examples:
         >>> gain = init.calculate_gain("leaky_relu", 0.2)  # leaky_relu with negative_slope=0.2
     """
-    if nonlinearity not in _TORCH_NONLINEARITIES:
+    if nonlinearity not in _schemes.TORCH_NONLINEARITIES:
         raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
     return _schemes.calculate_gain(nonlinearity, param)
 

@@ -76,7 +76,8 @@ def select_fan(fan_in: int, fan_out: int, mode: str) -> float:
 GELU_GAIN = 1.5335304411955353
 SILU_GAIN = 1.6765324703310909
 
-_LINEAR_FNS = (
+# torch.nn.init.calculate_gain's names (depthinit.init accepts exactly these, as torch does).
+TORCH_NONLINEARITIES = (
     "linear",
     "conv1d",
     "conv2d",
@@ -85,8 +86,12 @@ _LINEAR_FNS = (
     "conv_transpose2d",
     "conv_transpose3d",
     "sigmoid",
-    "identity",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
 )
+_LINEAR_FNS = (*TORCH_NONLINEARITIES[:8], "identity")
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
