@@ -14,6 +14,7 @@ setup(
     python_requires=">=3.10",
     packages=["depthinit", "depthinit.kernels", "depthinit.repro"],
     package_dir={"depthinit": "depthinit", "depthinit.kernels": "kernels"},
+    package_data={"depthinit.kernels": ["*.c"]},
     install_requires=["torch>=2.4", "numpy"] + ([_triton] if _triton else []),
     extras_require={
         "dev": [

@@ -175,7 +175,9 @@ class Alerts:
     def _check_nonfinite(self, step: int, records: list[dict], count: np.ndarray, fire) -> None:
         bad = np.array([r.get("nonfinite") or 0 for r in records], dtype=float)
         # one sum per record: non-finite iff one of the statistics is (absent ones count as 0)
-        total = np.array([sum(r.get(k, 0.0) for k in self._FINITE_STATS) for r in records], dtype=float)
+        total = np.zeros(len(records))
+        for k in self._FINITE_STATS:
+            total += np.array([r.get(k, 0.0) for r in records], dtype=float)
         for i in np.flatnonzero((bad > 0) | (~np.isfinite(total) & (count != 0))).tolist():
             r = records[i]
             kind, name = r["kind"], r["name"]

@@ -169,24 +169,10 @@ def _global_rows(data: Tensor, use: Tensor, sharded: Tensor, neutral: Tensor, gr
     return torch.where(sharded, _stats.merge_stacked(gathered.view(world, -1, N_FIELDS)), data)
 
 
-def _flat_alias(t: Tensor) -> Tensor:
-    """``t`` as a 1-D tensor that is not a view: a storage alias when contiguous, else a flat copy.
-
-    Adapter for ``depthinit.stats``' compiled CPU path, which guards on the base tensor of the views it
-    is given: views of differently shaped bases (a Q third of a weight, a ``[B, T, C]`` output) make it
-    recompile until dynamo's limit, after which it falls back to its slow exact path for good. Flat
-    tensors without a base all look alike to it.
-    """
-    if t.is_contiguous():
-        return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(),
-                                                                     (t.numel(),), (1,))
-    return t.reshape(-1)
-
-
 def _tensor_stats(tensors: list[Tensor]) -> Tensor:
-    """``depthinit.stats.tensor_stats`` of plain tensors, given as flat non-view tensors (see above)."""
+    """``depthinit.stats.tensor_stats`` of plain tensors (views welcome: q / k / v thirds are read in place)."""
     with torch.no_grad():
-        return _stats.tensor_stats([_flat_alias(t) for t in tensors])
+        return _stats.tensor_stats(tensors)
 
 
 def _traced_rows(views: list[Tensor]) -> Tensor:

@@ -27,12 +27,10 @@ in a fixed order, so two runs give bitwise equal results. Backends:
 * ``"triton"`` (CUDA default): one single-pass launch per dtype over all tensors plus one merge launch,
   result left on the device (:mod:`depthinit.kernels.stats`); on CPU tensors it runs under the Triton
   interpreter (tests only).
-* ``"torch"`` (CPU default): tensors of :data:`CPU_EXACT_BELOW` elements or more are viewed as rows of
-  :data:`CPU_ROW` elements and reduced in one pass over memory by a ``torch.compile``'d function
-  (per row: sums of ``x - k`` and ``(x - k)**2`` in fp32 about a shift ``k`` taken from the row itself,
-  min, max, zeros; rows whose result could be inaccurate are recomputed exactly), smaller tensors, tails
-  and fp64 tensors exactly in fp64 (two passes); then one fp64 merge. ``DEPTHINIT_STATS_COMPILE=0``
-  (or no C++ compiler) leaves everything to the exact path. The first call compiles (seconds).
+* ``"torch"`` (CPU default): one call of the C kernel :mod:`depthinit.kernels.cpu_stats` over all
+  tensors (fp64 accumulators, one read of memory, built with the system C compiler on first use in
+  under a second); without a C compiler, or with ``DEPTHINIT_STATS_COMPILE=0``, the exact fp64 torch
+  path (two passes), then one fp64 merge.
 * ``"reference"``: the eager fp64 oracle, one tensor at a time (slow, any device).
 
 >>> stats = layer_stats(model)            # one row per parameter, on the parameters' device
@@ -41,16 +39,14 @@ in a fixed order, so two runs give bitwise equal results. Backends:
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import logging
-import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from depthinit.kernels import cpu_stats as cpu_kernel
 from depthinit.kernels._tables import STAT_FIELDS as FIELDS
 
 log = logging.getLogger(__name__)
@@ -60,8 +56,6 @@ N_FIELDS = len(FIELDS)
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 BACKENDS = ("auto", "triton", "torch", "reference")
 
-CPU_ROW = 4096  # row length of the compiled CPU path
-CPU_EXACT_BELOW = 32768  # tensors with fewer elements are measured by the exact fp64 path on CPU
 _EXACT_ROW = 64  # row length of the exact fp64 path
 _STACK_MAX = 1 << 16  # segments of one length up to this size are stacked by the exact path
 _INF = float("inf")
@@ -182,104 +176,6 @@ def stats_reference(tensors: Sequence[Tensor]) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _row_moments(x: Tensor) -> Tensor:
-    """``[r, L]`` -> ``[r, 6]`` fp32: shift k, sum(x-k), sum((x-k)**2), min, max, zeros. One pass (L >= 16).
-
-    The shift ``k`` is the mean of the first 16 elements of the row, so ``x - k`` is small and the
-    shifted sums lose almost nothing to cancellation; rows where they could are recomputed exactly.
-    """
-    xf = x.float()
-    k = xf[:, :16].mean(1, keepdim=True)
-    d = xf - k
-    return torch.stack([k[:, 0], d.sum(1), (d * d).sum(1), xf.amin(1), xf.amax(1), (xf == 0).float().sum(1)], 1)
-
-
-def _row_fields(out: Tensor, n: int) -> tuple[Tensor, ...]:
-    """fp64 columns (mean, m2, min, max, absmax, zeros, bad) of rows of ``n`` elements from their moments.
-
-    ``bad`` marks the rows to recompute exactly: NaN / Inf in the row or overflow of the fp32 sums (the
-    sum of the moments is then not finite), a shift further than one std from the row mean
-    (``s1**2 / n > s2 / 2``: the difference ``s2 - s1**2 / n`` would lose more than one bit), and
-    magnitudes whose squared differences could underflow fp32.
-    """
-    k, s1, s2, mn, mx, nz = out.t().to(torch.float64)  # a [6, r] copy: contiguous columns
-    c = s1 * s1 / n
-    amax = torch.maximum(mn.abs(), mx.abs())
-    bad = ~torch.isfinite(k + s1 + s2 + mn + mx)
-    bad |= c > 0.5 * s2
-    bad |= (amax > 0) & (amax < 2.0**-40)
-    return k + s1 / n, (s2 - c).clamp_min_(0.0), mn, mx, amax, nz, bad
-
-
-def _fast_rows(out: Tensor, n: int = CPU_ROW) -> tuple[Tensor, Tensor]:
-    """Partial rows ``[r, N_FIELDS]`` (fp64) of rows of ``n`` elements from their moments, and the rows to redo."""
-    mean, m2, mn, mx, amax, nz, bad = _row_fields(out, n)
-    count = torch.full_like(mean, float(n))
-    rows = torch.stack([count, mean, m2, m2 + n * mean * mean, mn, mx, amax, torch.zeros_like(mean), nz], 1)
-    return rows, bad
-
-
-def _merge_runs(out: Tensor, lengths: Sequence[int], n: int = CPU_ROW) -> tuple[Tensor, Tensor]:
-    """Chan merge of consecutive runs of rows of ``n`` elements (``lengths[t]`` rows for tensor t).
-
-    With equal row sizes the merge is ``mean = mean of the row means``, ``M2 = sum M2_i + n sum
-    (mean_i - mean)**2``, computed with segment reductions (in order, fp64). Returns the per-tensor rows
-    and the per-row ``bad`` mask (tensors with a bad row must be merged from corrected rows instead).
-    """
-    mean, m2, mn, mx, amax, nz, bad = _row_fields(out, n)
-    runs = torch.tensor(lengths)
-    seg = lambda v, op: torch.segment_reduce(v, op, lengths=runs)  # noqa: E731
-    mean_t = seg(mean, "sum") / runs
-    dev = mean - torch.repeat_interleave(mean_t, runs)
-    m2_t = seg(m2 + n * dev * dev, "sum")
-    total = runs.to(torch.float64) * n
-    rows = torch.stack([total, mean_t, m2_t, m2_t + total * mean_t * mean_t, seg(mn, "min"), seg(mx, "max"),
-                        seg(amax, "max"), torch.zeros_like(total), seg(nz, "sum")], 1)  # fmt: skip
-    return rows, bad
-
-
-def _row_moments_batch(*xs: Tensor) -> tuple[Tensor, ...]:
-    return tuple(_row_moments(x) for x in xs)
-
-
-_COMPILED: dict = {}
-CPU_COMPILE = os.environ.get("DEPTHINIT_STATS_COMPILE", "1") != "0"
-CPU_BATCH = 8  # tensors per compiled call (the per-call overhead is ~20 us per tensor)
-
-
-def _compiled_moments(views: list[Tensor]) -> list[Tensor] | None:
-    """:func:`_row_moments` of each ``[r, CPU_ROW]`` view (one dtype) through ``torch.compile``.
-
-    One compilation per dtype: :data:`CPU_BATCH` tensors per call, rows dynamic (short batches are
-    padded with distinct 2-row dummies). Returns None when compilation is unavailable.
-    """
-    global CPU_COMPILE
-    if not CPU_COMPILE or not views:
-        return None
-    dtype = views[0].dtype
-    try:
-        fn, pads = _COMPILED.get(dtype, (None, None))
-        first = fn is None
-        if first:  # distinct pads: passing one tensor twice would make dynamo recompile (aliasing guard)
-            pads = [torch.zeros((2, CPU_ROW), dtype=dtype) for _ in range(CPU_BATCH)]
-            fn = torch.compile(_row_moments_batch, fullgraph=True)
-            _COMPILED[dtype] = fn, pads
-        out: list[Tensor] = []
-        for i in range(0, len(views), CPU_BATCH):
-            batch = views[i : i + CPU_BATCH]
-            args = batch + pads[len(batch) :]
-            if first:  # rows are dynamic: one compilation whatever the sizes
-                for a in args:
-                    torch._dynamo.mark_dynamic(a, 0)
-                first = False
-            out.extend(fn(*args)[: len(batch)])
-        return out
-    except Exception as exc:  # no C++ compiler, unsupported platform...
-        log.warning("depthinit.stats: torch.compile unavailable (%s); using the exact fp64 path", exc)
-        CPU_COMPILE = False
-        return None
-
-
 def _exact_parts(segments: Sequence[Tensor], ids: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
     """Exact fp64 partial rows of 1-D segments (any lengths and dtypes) and the owner ``ids`` of each row.
 
@@ -315,64 +211,14 @@ def _exact_parts(segments: Sequence[Tensor], ids: Sequence[int]) -> tuple[list[T
     return parts, owners
 
 
-def _redo(rows: Tensor, bad: Tensor, views: Sequence[Tensor]) -> Tensor:
-    """``rows`` (the rows of ``views``, in order) with the flagged ones recomputed exactly (fp64)."""
-    idx = bad.nonzero()[:, 0].tolist()
-    if not idx:
-        return rows
-    starts = list(itertools.accumulate((len(v) for v in views), initial=0))
-    which = [bisect.bisect_right(starts, j) - 1 for j in idx]
-    rows = rows.clone()
-    rows[idx] = _rows_exact(torch.stack([views[w][j - starts[w]] for w, j in zip(which, idx)]))
-    return rows
-
-
-def _cpu_stats(flats: Sequence[Tensor]) -> Tensor:
-    """``[n, N_FIELDS]`` for flat CPU tensors: compiled single pass where it pays, exact fp64 elsewhere.
-
-    Tensors below :data:`CPU_EXACT_BELOW` elements (and fp64 ones) take the exact fp64 path. A larger
-    tensor of ``r * CPU_ROW + t`` elements gives r rows to the compiled pass and a tail of t elements
-    to the exact path. Everything is merged once in fp64.
-    """
-    n = len(flats)
-    bodies: dict[torch.dtype, list[tuple[int, Tensor, int]]] = {}
-    exact, exact_owner = [], []
-    for i, t in enumerate(flats):
-        m = t.numel()
-        if CPU_COMPILE and m >= CPU_EXACT_BELOW and t.dtype != torch.float64:
-            r, tail = divmod(m, CPU_ROW)
-            bodies.setdefault(t.dtype, []).append((i, (t[: r * CPU_ROW] if tail else t).view(r, CPU_ROW), r))
-            if not tail:
-                continue
-            t = t[r * CPU_ROW :]
-        exact.append(t)
-        exact_owner.append(i)
-    parts, owners = [], []
-    for group in bodies.values():
-        views = [v for _, v, _ in group]
-        moments = _compiled_moments(views)
-        if moments is None:  # compilation unavailable: exact path
-            exact += [v.view(-1) for v in views]
-            exact_owner += [i for i, _, _ in group]
-            continue
-        lengths = [r for _, _, r in group]
-        merged, bad = _merge_runs(torch.cat(moments), lengths)
-        redo = set()
-        if bool(bad.any()):  # rare: non-finite values, a shift far from a row mean, extreme magnitudes
-            redo = set(torch.repeat_interleave(torch.arange(len(views)), torch.tensor(lengths))[bad].tolist())
-        for j in sorted(redo):  # those tensors: merge their rows, the flagged ones recomputed exactly
-            rows, bad_j = _fast_rows(moments[j])
-            parts.append(_redo(rows, bad_j, [views[j]]))
-            owners.append(torch.full((lengths[j],), group[j][0], dtype=torch.long))
-        keep = [j for j in range(len(views)) if j not in redo]
-        parts.append(merged[keep])
-        owners.append(torch.tensor([group[j][0] for j in keep], dtype=torch.long))
-    more_parts, more_owners = _exact_parts(exact, exact_owner)
-    parts += more_parts
-    owners += more_owners
+def _cpu_stats(tensors: Sequence[Tensor]) -> Tensor:
+    """``[n, N_FIELDS]`` for CPU tensors: the C kernel in one call, else the exact fp64 torch path."""
+    if cpu_kernel.library() is not None:
+        return cpu_kernel.cpu_stats(tensors)
+    parts, owners = _exact_parts([_flat(t) for t in tensors], range(len(tensors)))
     if not parts:  # nothing but empty tensors
         parts, owners = [torch.zeros((0, N_FIELDS), dtype=torch.float64)], [torch.zeros(0, dtype=torch.long)]
-    return merge_partials(torch.cat(parts), torch.cat(owners), n)
+    return merge_partials(torch.cat(parts), torch.cat(owners), len(tensors))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -402,17 +248,6 @@ def _triton_stats(flats: Sequence[Tensor], out: Tensor | None = None) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _is_dense_permutation(t: Tensor) -> bool:
-    """True when ``t`` covers a contiguous block of memory exactly once (e.g. a transposed weight)."""
-    dims = sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1)
-    expected = 1
-    for st, sz in dims:
-        if st != expected:
-            return False
-        expected *= sz
-    return True
-
-
 def _flat(t: Tensor) -> Tensor:
     """A 1-D contiguous view of ``t``'s elements in some order (statistics do not depend on order).
 
@@ -420,7 +255,7 @@ def _flat(t: Tensor) -> Tensor:
     """
     if t.is_contiguous():
         return t.view(-1)
-    if _is_dense_permutation(t):
+    if cpu_kernel.is_dense_permutation(t):
         return t.as_strided((t.numel(),), (1,))
     return t.reshape(-1).contiguous()
 
@@ -682,10 +517,9 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
         if any(t.dtype == torch.float64 for t in tensors):
             raise TypeError("layer_stats: the triton backend measures fp32 / fp16 / bf16; use backend='torch' for fp64")
         return _triton_stats([t if t.is_contiguous() else _flat(t) for t in tensors])
-    flats = [_flat(t) for t in tensors]
     if backend == "torch" and device.type == "cpu":
-        return _cpu_stats(flats)
-    return stats_reference(flats)  # torch backend off CPU: deterministic per-tensor reductions
+        return _cpu_stats(tensors)
+    return stats_reference([_flat(t) for t in tensors])  # torch backend off CPU: deterministic per-tensor reductions
 
 
 @torch.no_grad()
@@ -736,5 +570,5 @@ def layer_stats(
 __all__ = [
     "FIELDS", "N_FIELDS", "COUNT", "MEAN", "M2", "SUMSQ", "MIN", "MAX", "ABSMAX", "NONFINITE", "ZEROS",
     "LayerStats", "layer_stats", "cat_stats", "tensor_stats", "stats_reference", "merge_partials",
-    "merge_stacked", "CPU_ROW", "BACKENDS",
+    "merge_stacked", "BACKENDS",
 ]  # fmt: skip

@@ -1,21 +1,18 @@
 """depthinit.stats on CPU: the torch path and the fp64 oracle against an independent NumPy fp64 reference.
 
-Two CPU code paths are checked:
+Three CPU code paths are checked:
 
-* the exact fp64 path (tensors with fewer than ``CPU_EXACT_BELOW`` elements, fp64 tensors, and
-  ``backend="reference"``): two passes in fp64, so it matches NumPy to fp64 round-off;
-* the compiled single-pass path (larger tensors): fp32 shifted sums over rows of ``CPU_ROW`` elements
-  (and over the tail), merged in fp64.
+* the C kernel (``backend="torch"``, the default on CPU): fp64 sums over chunks of 4096 elements
+  about a shift, merged in fp64 (``depthinit.kernels.cpu_stats``; its own tests are in
+  ``test_cpu_stats_kernel.py``);
+* the exact fp64 torch path (the same backend without a C compiler, ``DEPTHINIT_STATS_COMPILE=0``);
+* the oracle ``backend="reference"``: two passes in fp64 per tensor.
 
-Tolerances (see ``assert_close_stats``):
-
-* ``EXACT_RTOL = 1e-10``: fp64 sums of n <= 1e6 terms in different orders differ by at most
-  ~n * eps64 = 1.1e-10 in the worst case (typically sqrt(n) * eps64); counts, min, max, absmax, zeros
-  and nonfinite are compared exactly.
-* ``FP32_RTOL = 1e-4``: each fp32 row sum of the compiled path adds 128 terms per SIMD lane
-  (2048 / 16), worst case 128 * eps32 = 7.6e-6 relative; the variance of a row is s2 - s1**2 / n with
-  s1**2 / n <= s2 / 2 (rows beyond that are recomputed exactly), which amplifies the error at most
-  (1 + 2 sqrt(1/2)) / (1 - 1/2) = 4.8x: 3.7e-5. 1e-4 leaves margin.
+Tolerance (see ``assert_close_stats``): ``EXACT_RTOL = 1e-10``. fp64 sums of n <= 1e6 terms in
+different orders differ by at most ~n * eps64 = 1.1e-10 in the worst case (typically sqrt(n) * eps64);
+the kernel's m2 = s2 - s1**2 / n about a shift is used only while s1**2 / n <= (63/64) s2 (otherwise
+a second pass about the mean), which amplifies the error of s2 at most 64x over a chunk of 4096
+terms (64 * 4096 * 1.1e-16 = 3e-11, worst case). Counts, min, max, absmax, zeros and nonfinite are compared exactly.
 """
 
 from __future__ import annotations
@@ -28,11 +25,11 @@ import torch
 from torch import nn
 
 import depthinit.stats as S
+from depthinit.kernels import cpu_stats as cpu_kernel
 from depthinit.stats import FIELDS, LayerStats, layer_stats
 
 EXACT_RTOL = 1e-10
-FP32_RTOL = 1e-4
-BIG = S.CPU_ROW * 20 + 123  # takes the compiled path (20 full rows) and has a tail (the short pass)
+BIG = cpu_kernel.CHUNK * 20 + 123  # 20 full chunks of the C kernel and a short one
 
 
 def np_stats(x: torch.Tensor) -> np.ndarray:
@@ -99,14 +96,13 @@ def test_matches_numpy(backend):
     stats = layer_stats(cs, backend=backend)
     assert stats.names == list(cs)
     for i, t in enumerate(cs.values()):
-        compiled = backend == "torch" and t.numel() >= S.CPU_EXACT_BELOW and t.dtype != torch.float64
-        assert_close_stats(stats.data[i], np_stats(t), FP32_RTOL if compiled else EXACT_RTOL)
+        assert_close_stats(stats.data[i], np_stats(t), EXACT_RTOL)
 
 
 def test_accuracy_bar_mean_one_std_1e4():
     """DESIGN.md: mean 1, std 1e-4 (LayerNorm weights): variance within 1e-3 of fp64; naive fp32 fails."""
     g = torch.Generator().manual_seed(1)
-    x = 1 + 1e-4 * torch.randn(S.CPU_ROW * 256, generator=g)
+    x = 1 + 1e-4 * torch.randn(cpu_kernel.CHUNK * 256, generator=g)
     want = np_stats(x)
     var_ref = want[2] / want[0]
     for backend in ("torch", "reference"):
@@ -118,7 +114,7 @@ def test_accuracy_bar_mean_one_std_1e4():
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_values_near_dtype_limits(dtype):
-    """Sums of squares of values near the largest finite value do not overflow (fp32 rows are redone in fp64)."""
+    """Sums of squares of values near the largest finite value do not overflow (fp64 accumulators)."""
     big = torch.finfo(dtype).max
     g = torch.Generator().manual_seed(2)
     x = ((torch.rand(BIG, generator=g) * 2 - 1) * big).to(dtype)
@@ -127,7 +123,7 @@ def test_values_near_dtype_limits(dtype):
     stats = layer_stats([x], backend="torch")
     want = np_stats(x)
     assert math.isfinite(stats.sumsq.item()) and math.isfinite(stats.var.item())
-    assert_close_stats(stats.data[0], want, FP32_RTOL)
+    assert_close_stats(stats.data[0], want, EXACT_RTOL)
 
 
 @pytest.mark.parametrize("scale", [1e-30, 1e-42])  # tiny normals and subnormals of fp32
@@ -137,7 +133,7 @@ def test_tiny_values_do_not_underflow(scale):
     stats = layer_stats([x], backend="torch")
     want = np_stats(x)
     assert stats.sumsq.item() > 0
-    assert_close_stats(stats.data[0], want, FP32_RTOL)
+    assert_close_stats(stats.data[0], want, EXACT_RTOL)
 
 
 @pytest.mark.parametrize("n", [1, 77, BIG])
@@ -146,35 +142,6 @@ def test_all_equal_has_zero_variance_exactly(n):
         stats = layer_stats([torch.full((n,), value)], backend="torch")
         assert stats.var.item() == 0.0 and stats.m2.item() == 0.0
         assert stats.mean.item() == torch.tensor(value).item()  # the fp32 value, exactly
-
-
-def test_rows_flagged_for_exact_recompute():
-    """The compiled path's guard: rows whose fp32 shifted sums could be inaccurate are flagged."""
-    n = S.CPU_ROW
-    moments = torch.tensor(
-        [  # k, sum(x-k), sum((x-k)^2), min, max, zeros
-            [1.0, 0.1, 1.0, 0.0, 2.0, 1.0],  # fine
-            [0.0, n * 10.0, n * 101.0, 0.0, 20.0, 0.0],  # shift 10 std from the mean: 99% cancellation
-            [0.0, math.nan, 1.0, 0.0, 1.0, 0.0],  # NaN in the row
-            [0.0, 1.0, math.inf, -1.0, 1.0, 0.0],  # Inf in the row, or overflow of the fp32 sum
-            [0.0, 0.0, 1e-38, -1e-20, 1e-20, 0.0],  # magnitudes whose squares underflow fp32
-            [0.0, 0.0, 0.0, 0.0, 0.0, float(n)],  # all zeros: exact as is
-        ]
-    )
-    _, bad = S._fast_rows(moments)
-    assert bad.tolist() == [False, True, True, True, True, False]
-
-
-def test_flagged_rows_are_recomputed_exactly():
-    g = torch.Generator().manual_seed(4)
-    x = torch.randn(6, S.CPU_ROW, generator=g) * 1e-3 + 1
-    rows, _ = S._fast_rows(S._row_moments(x))
-    some = torch.tensor([True, False, True, False, False, True])
-    redone = S._redo(rows, some, [x[:2], x[2:]])  # rows of two tensors
-    assert torch.equal(redone[some], S._rows_exact(x[some])) and torch.equal(redone[~some], rows[~some])
-    assert not torch.equal(rows[some], redone[some])  # the fp32 rows differed from the exact ones
-    for i in range(6):
-        assert_close_stats(redone[i], np_stats(x[i]), EXACT_RTOL if some[i] else FP32_RTOL)
 
 
 def test_nonfinite_counted_and_excluded():
@@ -288,14 +255,34 @@ def test_deterministic_bitwise():
     assert torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan())
 
 
-def test_compile_off_gives_the_exact_path(monkeypatch):
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """The torch backend as on a machine without a C compiler."""
+    monkeypatch.setenv("DEPTHINIT_STATS_COMPILE", "0")
+    cpu_kernel.library.cache_clear()
+    yield
+    cpu_kernel.library.cache_clear()
+
+
+def test_without_the_kernel_the_exact_path_runs(no_kernel, monkeypatch):
+    assert cpu_kernel.library() is None
+    ran = []
+    monkeypatch.setattr(S, "_exact_parts", lambda *a: ran.append(1) or _exact_parts(*a))
+    cs = cases()
+    stats = layer_stats(cs, backend="torch")
+    assert ran
+    for i, t in enumerate(cs.values()):
+        assert_close_stats(stats.data[i], np_stats(t), EXACT_RTOL)
+
+
+_exact_parts = S._exact_parts
+
+
+def test_kernel_runs_by_default(monkeypatch):
+    """The default CPU path is the C kernel (this machine has a compiler): the exact path is not used."""
+    monkeypatch.setattr(S, "_exact_parts", lambda *a: pytest.fail("exact path used"))
     x = cases()["big_fp32"]
-    fast = layer_stats([x], backend="torch").data
-    monkeypatch.setattr(S, "CPU_COMPILE", False)
-    exact = layer_stats([x], backend="torch").data
-    assert_close_stats(exact[0], np_stats(x), EXACT_RTOL)
-    assert_close_stats(fast[0], np_stats(x), FP32_RTOL)
-    assert not torch.equal(fast, exact)  # the compiled path really ran before
+    assert_close_stats(layer_stats([x]).data[0], np_stats(x), EXACT_RTOL)
 
 
 def test_merge_partials_matches_direct_and_stacked():
@@ -333,7 +320,7 @@ def test_benchmark_scripts_run_on_cpu(capsys):
         gpu.main(["--help"])
     assert exc.value.code == 0 and "--peak-gbs" in capsys.readouterr().out
     res = gpu.main(["--device", "cpu", "--width", "32", "--blocks", "2", "--reps", "1", "--loop-reps", "1"])
-    assert res["bitwise_equal"] and res["var_rel"] < FP32_RTOL
+    assert res["bitwise_equal"] and res["var_rel"] < EXACT_RTOL  # the torch path on CPU: the C kernel, fp64
     cpu = _load_bench("bench_stats_cpu.py")
     out = cpu.main(["--width", "32", "--blocks", "2", "--reps", "1"])
     assert set(out) == {"speedup_vs_var_mean", "ratio_vs_sum"}

@@ -37,7 +37,9 @@ if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
 
 import depthinit.stats as S  # noqa: E402
-from tests.test_stats import EXACT_RTOL, FP32_RTOL, assert_close_stats, np_stats  # noqa: E402
+from tests.test_stats import EXACT_RTOL, assert_close_stats, np_stats  # noqa: E402
+
+FP32_RTOL = 1e-4  # tile statistics in fp32: see the module docstring
 
 TILE = 4096  # BLOCK_ELEMS[torch.float32]
 

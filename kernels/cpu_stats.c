@@ -1,0 +1,395 @@
+/* Per-tensor statistics of many CPU tensors in one call: the CPU counterpart of kernels/stats.py.
+ *
+ * The statistics contract of depthinit.stats (DESIGN.md), for each tensor one fp64 row
+ *     count, mean, m2, sumsq, min, max, absmax, nonfinite, zeros
+ * over the finite elements. Every tensor is described by five int64:
+ *     data pointer, dtype code (DT_*), rows, cols, row stride (in elements)
+ * element (r, c) at ptr + r * row_stride + c (a contiguous tensor is one row; the q / k / v thirds
+ * of a fused projection's output are rows with a stride).
+ *
+ * Work is cut into chunks of about CHUNK elements: a segment of one long row, or several whole short
+ * rows. A chunk is read once, in one pass with fp64 accumulators:
+ *     s1 = sum(x - k), s2 = sum((x - k)^2) about a shift k (the mean of its first 8 values),
+ *     min, max, zeros                         -> mean = k + s1 / n, m2 = s2 - s1^2 / n
+ * The subtraction amplifies the rounding error of s2 by s2 / m2, at most 64 while s1^2 / n <= FAR s2
+ * (the shift within 7.9 standard deviations of the mean): 64 * 4096 * 2^-53 = 3e-11 relative in the
+ * worst case. Beyond that, a second pass about the mean while the chunk is still in L1 (the corrected
+ * two-pass algorithm). A chunk whose sums are not finite holds a NaN or an infinity and is measured
+ * again element by element with masks. Constant data gives m2 = 0 and mean = the value, exactly.
+ * Chunks are merged per tensor, in chunk order, with Chan et al.'s formula in fp64, so the result
+ * does not depend on the number of threads.
+ *
+ * The fast pass uses AVX2 intrinsics where the compiler targets them (min / max / zero tests on 8
+ * floats, sums on 2 x 4 doubles); otherwise plain loops (correct everywhere, slower). Nothing is reassociated behind the code's
+ * back (no -ffast-math): NaN and infinity keep their IEEE meaning.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F64 = 3 };
+enum { F_COUNT, F_MEAN, F_M2, F_SUMSQ, F_MIN, F_MAX, F_ABSMAX, F_NONFINITE, F_ZEROS, N_FIELDS };
+enum { DESC = 5, CHUNK = 4096 };
+static const double FAR = 63.0 / 64.0;
+
+typedef struct {
+    double n, mean, m2, mn, mx, nonfinite, zeros;
+} Part;
+
+typedef struct { /* a chunk: nrows rows of len elements, row stride in elements */
+    const void *p;
+    int64_t nrows, len, stride;
+} Block;
+
+static inline double load_f32(const void *p, int64_t i) { return (double)((const float *)p)[i]; }
+static inline double load_f64(const void *p, int64_t i) { return ((const double *)p)[i]; }
+
+static inline double load_bf16(const void *p, int64_t i) {
+    uint32_t u = (uint32_t)((const uint16_t *)p)[i] << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return (double)f;
+}
+
+static inline double load_f16(const void *p, int64_t i) {
+    uint32_t h = ((const uint16_t *)p)[i];
+    uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
+    if (e == 0) { /* zero or subnormal: m * 2^-24 */
+        double v = (double)m * 5.9604644775390625e-08;
+        return sign ? -v : v;
+    }
+    u = sign | (e == 31 ? (0xffu << 23) | (m << 13) : ((e + 112u) << 23) | (m << 13));
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return (double)f;
+}
+
+/* Running sums of one chunk's fast pass. */
+typedef struct {
+    double s, q, mn, mx, z;
+} Sums;
+
+/* Fast pass, plain loops (any dtype): eight independent lanes per accumulator. */
+#define DEFINE_PASS_LANES(NAME, LOAD)                                                                    \
+    static void NAME(const Block *b, double k, Sums *out) {                                              \
+        double s[8] = {0}, q[8] = {0}, mn[8], mx[8], z[8] = {0};                                         \
+        for (int j = 0; j < 8; j++) mn[j] = k, mx[j] = k;                                                \
+        for (int64_t r = 0; r < b->nrows; r++) {                                                         \
+            const int64_t o = r * b->stride, body = b->len - b->len % 8;                                 \
+            int64_t i;                                                                                   \
+            for (i = 0; i < body; i += 8)                                                                \
+                for (int j = 0; j < 8; j++) {                                                            \
+                    double v = LOAD(b->p, o + i + j), d = v - k;                                         \
+                    s[j] += d, q[j] += d * d;                                                            \
+                    mn[j] = v < mn[j] ? v : mn[j];                                                       \
+                    mx[j] = v > mx[j] ? v : mx[j];                                                       \
+                    z[j] += v == 0;                                                                      \
+                }                                                                                        \
+            for (; i < b->len; i++) {                                                                    \
+                double v = LOAD(b->p, o + i), d = v - k;                                                 \
+                s[0] += d, q[0] += d * d;                                                                \
+                mn[0] = v < mn[0] ? v : mn[0];                                                           \
+                mx[0] = v > mx[0] ? v : mx[0];                                                           \
+                z[0] += v == 0;                                                                          \
+            }                                                                                            \
+        }                                                                                                \
+        *out = (Sums){0, 0, k, k, 0};                                                                    \
+        for (int j = 0; j < 8; j++) {                                                                    \
+            out->s += s[j], out->q += q[j], out->z += z[j];                                              \
+            out->mn = fmin(out->mn, mn[j]), out->mx = fmax(out->mx, mx[j]);                              \
+        }                                                                                                \
+    }
+
+#if defined(__AVX2__)
+static inline __m256 load8_f32(const void *p, int64_t i) { return _mm256_loadu_ps((const float *)p + i); }
+static inline __m256 load8_bf16(const void *p, int64_t i) {
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+#if defined(__F16C__)
+static inline __m256 load8_f16(const void *p, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+}
+#define HAVE_LOAD8_F16 1
+#endif
+
+static inline double hsum4(__m256d a) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+/* Fast pass, AVX2, 16- and 32-bit floats: extremes and zero tests on 8 floats (exact), sums on
+ * 2 x 4 doubles. A NaN makes the sums NaN (the chunk goes to the slow path), so min / max semantics
+ * with NaN do not matter here. */
+#define DEFINE_PASS_AVX2(NAME, LOAD, LOAD8)                                                              \
+    static void NAME(const Block *b, double k, Sums *out) {                                              \
+        const __m256d K = _mm256_set1_pd(k);                                                             \
+        __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;                                     \
+        __m256 mn = _mm256_set1_ps((float)k), mx = mn, zero = _mm256_setzero_ps();                       \
+        __m256i z = _mm256_setzero_si256();                                                              \
+        double S = 0, Q = 0, MN = k, MX = k, Z = 0;                                                      \
+        for (int64_t r = 0; r < b->nrows; r++) {                                                         \
+            const int64_t o = r * b->stride, body = b->len - b->len % 8;                                 \
+            int64_t i;                                                                                   \
+            for (i = 0; i < body; i += 8) {                                                              \
+                __m256 x = LOAD8(b->p, o + i);                                                           \
+                mn = _mm256_min_ps(x, mn), mx = _mm256_max_ps(x, mx);                                    \
+                z = _mm256_sub_epi32(z, _mm256_castps_si256(_mm256_cmp_ps(x, zero, _CMP_EQ_OQ)));       \
+                __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), K);               \
+                __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), K);             \
+                s0 = _mm256_add_pd(s0, d0), s1 = _mm256_add_pd(s1, d1);                                  \
+                q0 = _mm256_fmadd_pd(d0, d0, q0), q1 = _mm256_fmadd_pd(d1, d1, q1);                      \
+            }                                                                                            \
+            for (; i < b->len; i++) {                                                                    \
+                double v = LOAD(b->p, o + i), d = v - k;                                                 \
+                S += d, Q += d * d;                                                                      \
+                MN = v < MN ? v : MN;                                                                    \
+                MX = v > MX ? v : MX;                                                                    \
+                Z += v == 0;                                                                             \
+            }                                                                                            \
+        }                                                                                                \
+        float mns[8], mxs[8];                                                                            \
+        int32_t zs[8];                                                                                   \
+        _mm256_storeu_ps(mns, mn), _mm256_storeu_ps(mxs, mx);                                            \
+        _mm256_storeu_si256((__m256i *)zs, z);                                                           \
+        for (int j = 0; j < 8; j++) {                                                                    \
+            MN = fmin(MN, (double)mns[j]), MX = fmax(MX, (double)mxs[j]);                                \
+            Z += zs[j];                                                                                  \
+        }                                                                                                \
+        *out = (Sums){S + hsum4(_mm256_add_pd(s0, s1)), Q + hsum4(_mm256_add_pd(q0, q1)), MN, MX, Z};    \
+    }
+
+/* Fast pass, AVX2, fp64: 2 x 4 doubles. */
+static void pass_f64(const Block *b, double k, Sums *out) {
+    const __m256d K = _mm256_set1_pd(k), zero = _mm256_setzero_pd();
+    __m256d s0 = zero, s1 = zero, q0 = zero, q1 = zero, mn0 = K, mn1 = K, mx0 = K, mx1 = K;
+    __m256i z0 = _mm256_setzero_si256(), z1 = z0;
+    double S = 0, Q = 0, MN = k, MX = k, Z = 0;
+    for (int64_t r = 0; r < b->nrows; r++) {
+        const double *x = (const double *)b->p + r * b->stride;
+        const int64_t body = b->len - b->len % 8;
+        int64_t i;
+        for (i = 0; i < body; i += 8) {
+            __m256d x0 = _mm256_loadu_pd(x + i), x1 = _mm256_loadu_pd(x + i + 4);
+            __m256d d0 = _mm256_sub_pd(x0, K), d1 = _mm256_sub_pd(x1, K);
+            s0 = _mm256_add_pd(s0, d0), s1 = _mm256_add_pd(s1, d1);
+            q0 = _mm256_fmadd_pd(d0, d0, q0), q1 = _mm256_fmadd_pd(d1, d1, q1);
+            mn0 = _mm256_min_pd(x0, mn0), mn1 = _mm256_min_pd(x1, mn1);
+            mx0 = _mm256_max_pd(x0, mx0), mx1 = _mm256_max_pd(x1, mx1);
+            z0 = _mm256_sub_epi64(z0, _mm256_castpd_si256(_mm256_cmp_pd(x0, zero, _CMP_EQ_OQ)));
+            z1 = _mm256_sub_epi64(z1, _mm256_castpd_si256(_mm256_cmp_pd(x1, zero, _CMP_EQ_OQ)));
+        }
+        for (; i < b->len; i++) {
+            double v = x[i], d = v - k;
+            S += d, Q += d * d;
+            MN = v < MN ? v : MN;
+            MX = v > MX ? v : MX;
+            Z += v == 0;
+        }
+    }
+    double mns[4], mxs[4];
+    int64_t zs[4];
+    _mm256_storeu_pd(mns, _mm256_min_pd(mn0, mn1)), _mm256_storeu_pd(mxs, _mm256_max_pd(mx0, mx1));
+    _mm256_storeu_si256((__m256i *)zs, _mm256_add_epi64(z0, z1));
+    for (int j = 0; j < 4; j++) MN = fmin(MN, mns[j]), MX = fmax(MX, mxs[j]), Z += (double)zs[j];
+    *out = (Sums){S + hsum4(_mm256_add_pd(s0, s1)), Q + hsum4(_mm256_add_pd(q0, q1)), MN, MX, Z};
+}
+#endif
+
+/* The slow path (a NaN or an infinity in the chunk) and the second pass, element by element. */
+#define DEFINE_EXACT(SLOW, SECOND, LOAD)                                                                 \
+    static void SECOND(const Block *b, double mean, double *A, double *B) {                              \
+        double a = 0, q = 0;                                                                             \
+        for (int64_t r = 0; r < b->nrows; r++)                                                           \
+            for (int64_t i = 0; i < b->len; i++) {                                                       \
+                double v = LOAD(b->p, r * b->stride + i);                                                \
+                if (!isfinite(v)) continue;                                                              \
+                a += v - mean, q += (v - mean) * (v - mean);                                             \
+            }                                                                                            \
+        *A = a, *B = q;                                                                                  \
+    }                                                                                                    \
+    static void SLOW(const Block *b, Part *out) {                                                        \
+        double cnt = 0, k = 0, s = 0, mn = INFINITY, mx = -INFINITY, zeros = 0, a = 0, q = 0;            \
+        for (int64_t r = 0; r < b->nrows; r++)                                                           \
+            for (int64_t i = 0; i < b->len; i++) {                                                       \
+                double v = LOAD(b->p, r * b->stride + i);                                                \
+                if (!isfinite(v)) continue;                                                              \
+                if (cnt == 0) k = v;                                                                     \
+                cnt += 1, s += v - k, zeros += v == 0;                                                   \
+                mn = v < mn ? v : mn;                                                                    \
+                mx = v > mx ? v : mx;                                                                    \
+            }                                                                                            \
+        double mean = cnt > 0 ? k + s / cnt : NAN;                                                       \
+        if (cnt > 0) SECOND(b, mean, &a, &q);                                                            \
+        out->n = cnt;                                                                                    \
+        out->mean = cnt > 0 ? mean + a / cnt : NAN;                                                      \
+        out->m2 = cnt > 0 ? fmax(q - a * a / cnt, 0.0) : 0.0;                                            \
+        out->mn = cnt > 0 ? mn : NAN;                                                                    \
+        out->mx = cnt > 0 ? mx : NAN;                                                                    \
+        out->nonfinite = (double)(b->nrows * b->len) - cnt;                                              \
+        out->zeros = zeros;                                                                              \
+    }
+
+/* One chunk: the fast pass, then the second pass or the slow path when needed. */
+#define DEFINE_CHUNK(NAME, LOAD, PASS, SLOW, SECOND)                                                     \
+    DEFINE_EXACT(SLOW, SECOND, LOAD)                                                                     \
+    static void NAME(const Block *b, Part *out) {                                                        \
+        const double n = (double)(b->nrows * b->len);                                                   \
+        const int64_t m = b->len < 8 ? b->len : 8;                                                       \
+        double k = 0;                                                                                    \
+        for (int64_t i = 0; i < m; i++) k += LOAD(b->p, i);                                              \
+        k /= (double)m; /* the shift: mean of the first (up to) 8 values, exact for constant data */     \
+        Sums t;                                                                                          \
+        PASS(b, k, &t);                                                                                  \
+        if (!isfinite(k) || !isfinite(t.s + t.q)) { /* NaN or inf (k - k is NaN for k = inf) */         \
+            SLOW(b, out);                                                                                \
+            return;                                                                                      \
+        }                                                                                                \
+        const double c = t.s * t.s / n;                                                                  \
+        double mean = k + t.s / n, m2 = t.q - c;                                                         \
+        if (c > FAR * t.q) { /* the shift is far from the mean: measure about the mean */                \
+            double A, B;                                                                                 \
+            SECOND(b, mean, &A, &B);                                                                     \
+            m2 = B - A * A / n;                                                                          \
+            mean += A / n;                                                                               \
+        }                                                                                                \
+        *out = (Part){n, mean, fmax(m2, 0.0), t.mn, t.mx, 0.0, t.z};                                     \
+    }
+
+#if defined(__AVX2__)
+DEFINE_PASS_AVX2(pass_f32, load_f32, load8_f32)
+DEFINE_PASS_AVX2(pass_bf16, load_bf16, load8_bf16)
+#else
+DEFINE_PASS_LANES(pass_f32, load_f32)
+DEFINE_PASS_LANES(pass_bf16, load_bf16)
+DEFINE_PASS_LANES(pass_f64, load_f64)
+#endif
+#if defined(HAVE_LOAD8_F16)
+DEFINE_PASS_AVX2(pass_f16, load_f16, load8_f16)
+#else
+DEFINE_PASS_LANES(pass_f16, load_f16)
+#endif
+DEFINE_CHUNK(chunk_f64, load_f64, pass_f64, slow_f64, second_f64)
+DEFINE_CHUNK(chunk_f32, load_f32, pass_f32, slow_f32, second_f32)
+DEFINE_CHUNK(chunk_f16, load_f16, pass_f16, slow_f16, second_f16)
+DEFINE_CHUNK(chunk_bf16, load_bf16, pass_bf16, slow_bf16, second_bf16)
+
+static const int ELEMENT_SIZE[] = {4, 2, 2, 8};
+
+/* Chunks of a tensor of rows x cols: segments of CHUNK of each long row, or groups of short rows. */
+static int64_t rows_per_chunk(int64_t cols) { return cols >= CHUNK ? 1 : CHUNK / cols; }
+static int64_t segments(int64_t cols) { return cols >= CHUNK ? (cols + CHUNK - 1) / CHUNK : 1; }
+static int64_t chunk_count(const int64_t *d) {
+    int64_t rows = d[2], cols = d[3];
+    if (rows <= 0 || cols <= 0) return 0;
+    int64_t rpc = rows_per_chunk(cols);
+    return (rows + rpc - 1) / rpc * segments(cols);
+}
+
+typedef struct {
+    const int64_t *desc;
+    const int64_t *first; /* first chunk of each tensor (n + 1 entries) */
+    int64_t lo, hi;       /* chunks [lo, hi) */
+    int64_t tensor;       /* tensor of chunk lo */
+    Part *parts;
+} Job;
+
+static void *run_job(void *arg) {
+    Job *job = (Job *)arg;
+    int64_t t = job->tensor;
+    for (int64_t c = job->lo; c < job->hi; c++) {
+        while (c >= job->first[t + 1]) t++;
+        const int64_t *d = job->desc + DESC * t;
+        int64_t dtype = d[1], rows = d[2], cols = d[3], stride = d[4];
+        int64_t local = c - job->first[t], seg = segments(cols), rpc = rows_per_chunk(cols);
+        int64_t row = local / seg * rpc, col = local % seg * CHUNK;
+        Block b = {NULL, rows - row < rpc ? rows - row : rpc, cols - col < CHUNK ? cols - col : CHUNK, stride};
+        b.p = (const char *)(intptr_t)d[0] + (row * stride + col) * ELEMENT_SIZE[dtype];
+        switch (dtype) {
+        case DT_F32: chunk_f32(&b, job->parts + c); break;
+        case DT_F16: chunk_f16(&b, job->parts + c); break;
+        case DT_BF16: chunk_bf16(&b, job->parts + c); break;
+        default: chunk_f64(&b, job->parts + c); break;
+        }
+    }
+    return NULL;
+}
+
+/* Chan merge of the chunks of one tensor, in order, into its output row. */
+static void merge(const Part *parts, int64_t count, double *row) {
+    double n = 0, mean = 0, m2 = 0, mn = INFINITY, mx = -INFINITY, nonfinite = 0, zeros = 0;
+    for (int64_t c = 0; c < count; c++) {
+        const Part *q = parts + c;
+        nonfinite += q->nonfinite, zeros += q->zeros;
+        if (q->n == 0) continue;
+        double total = n + q->n, delta = q->mean - mean;
+        if (n == 0) {
+            mean = q->mean, m2 = q->m2;
+        } else if (delta != 0) {
+            mean += delta * (q->n / total);
+            m2 += q->m2 + delta * delta * (n * q->n / total);
+        } else {
+            m2 += q->m2;
+        }
+        n = total;
+        mn = q->mn < mn ? q->mn : mn;
+        mx = q->mx > mx ? q->mx : mx;
+    }
+    row[F_COUNT] = n;
+    row[F_MEAN] = n > 0 ? mean : NAN;
+    row[F_M2] = m2;
+    row[F_SUMSQ] = n > 0 ? m2 + n * mean * mean : 0.0;
+    row[F_MIN] = n > 0 ? mn : NAN;
+    row[F_MAX] = n > 0 ? mx : NAN;
+    row[F_ABSMAX] = n > 0 ? fmax(fabs(mn), fabs(mx)) : NAN;
+    row[F_NONFINITE] = nonfinite;
+    row[F_ZEROS] = zeros;
+}
+
+/* Statistics rows out[n_tensors * N_FIELDS] of the described tensors with up to `threads` threads.
+ * Returns 0, or 1 when memory could not be allocated. */
+int depthinit_stats(int64_t n_tensors, const int64_t *desc, double *out, int threads) {
+    enum { MAX_THREADS = 256, MIN_CHUNKS_PER_THREAD = 16 };
+    int64_t *first = malloc(sizeof(int64_t) * (n_tensors + 1));
+    if (!first) return 1;
+    first[0] = 0;
+    for (int64_t t = 0; t < n_tensors; t++) first[t + 1] = first[t] + chunk_count(desc + DESC * t);
+    int64_t chunks = first[n_tensors];
+    Part *parts = malloc(sizeof(Part) * (chunks > 0 ? chunks : 1));
+    if (!parts) {
+        free(first);
+        return 1;
+    }
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > chunks / MIN_CHUNKS_PER_THREAD) threads = (int)(chunks / MIN_CHUNKS_PER_THREAD);
+    if (threads < 1) threads = 1;
+    Job jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    char started[MAX_THREADS] = {0};
+    for (int j = 0; j < threads; j++) {
+        Job *job = jobs + j;
+        job->desc = desc, job->first = first, job->parts = parts;
+        job->lo = chunks * j / threads, job->hi = chunks * (j + 1) / threads;
+        int64_t t = 0;
+        while (t < n_tensors && first[t + 1] <= job->lo) t++;
+        job->tensor = t;
+        if (j > 0) /* job 0 runs on the caller; a thread that cannot start leaves its job to the caller */
+            started[j] = pthread_create(ids + j, NULL, run_job, job) == 0;
+    }
+    run_job(jobs);
+    for (int j = 1; j < threads; j++) {
+        if (started[j])
+            pthread_join(ids[j], NULL);
+        else
+            run_job(jobs + j);
+    }
+    for (int64_t t = 0; t < n_tensors; t++) merge(parts + first[t], first[t + 1] - first[t], out + N_FIELDS * t);
+    free(parts);
+    free(first);
+    return 0;
+}

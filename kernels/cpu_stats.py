@@ -1,0 +1,192 @@
+"""The CPU statistics kernel (``cpu_stats.c``): built with the system C compiler on first use, called through ctypes.
+
+One call measures every tensor of a list, like the Triton launch on CUDA: the host passes a table of
+``(data pointer, dtype code, rows, cols, row stride)``, the kernel reads each element once (two passes
+over each 4096-element chunk while it is in L1, fp64 accumulators, Chan merge in chunk order) and
+writes the ``[n, 9]`` fp64 rows of the statistics contract. Results are bitwise independent of the
+number of threads.
+
+The shared library is compiled once per source / flags / compiler into the cache directory
+(``$DEPTHINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/depthinit``, else ``~/.cache/depthinit``), which takes
+well under a second. Without a C compiler :func:`library` returns None (and logs why once); callers
+then use the exact torch path. ``DEPTHINIT_STATS_COMPILE=0`` turns the kernel off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_stats.c")
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
+N_FIELDS = 9
+CHUNK = 4096  # elements per chunk, as in cpu_stats.c
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("DEPTHINIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "depthinit"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def compile_flags() -> list[str]:
+    """``-O3`` plus AVX2 / FMA / F16C where this x86 CPU has them (the kernel's fast pass)."""
+    flags = ["-O3", "-std=c11", "-fPIC", "-shared", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        have = _cpu_flags()
+        if {"avx2", "fma"} <= have:
+            flags += ["-mavx2", "-mfma"] + (["-mf16c"] if "f16c" in have else [])
+    return flags
+
+
+def build(out_dir: Path | None = None) -> Path:
+    """Compile ``cpu_stats.c`` into ``out_dir`` (default: the cache) unless already there; its path.
+
+    Raises ``RuntimeError`` with the compiler's message when it cannot be built.
+    """
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set CC, or install gcc / clang)")
+    flags = compile_flags()
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), cc.encode(), platform.machine().encode()]))
+    out_dir = Path(out_dir) if out_dir is not None else cache_dir()
+    path = out_dir / f"cpu_stats-{key.hexdigest()[:16]}.so"
+    if path.exists():
+        return path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    os.close(fd)
+    try:
+        res = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-2000:]}")
+        os.replace(tmp, path)  # atomic: concurrent builders all end with a complete file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, or None when it is turned off or cannot be built (logged once)."""
+    if os.environ.get("DEPTHINIT_STATS_COMPILE", "1") == "0":
+        return None
+    if not sys.platform.startswith(("linux", "darwin")):
+        log.warning("depthinit.stats: the CPU kernel is built on Linux and macOS only; using the exact torch path")
+        return None
+    try:
+        return load(build())
+    except (OSError, RuntimeError) as exc:
+        log.warning("depthinit.stats: CPU kernel unavailable (%s); using the exact torch path", exc)
+        return None
+
+
+def load(path: str | os.PathLike) -> ctypes.CDLL:
+    """Load a built kernel library and declare its entry point."""
+    lib = ctypes.CDLL(str(path))
+    fn = lib.depthinit_stats
+    fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return lib
+
+
+def describe(t: Tensor) -> tuple[int, int, int, int, int] | None:
+    """``(pointer, dtype code, rows, cols, row stride)`` of a CPU tensor read in place, or None.
+
+    In place: contiguous tensors and dense permutations (one row of all the elements: the statistics
+    do not depend on the order), and views whose last dimension is contiguous and whose other
+    dimensions collapse into one (e.g. a narrow of the last dimension: a q / k / v third of a fused
+    projection's output), and single strided dimensions (rows of one element).
+    """
+    code = DTYPE_CODES[t.dtype]
+    n = t.numel()
+    if n == 0:
+        return (0, code, 0, 0, 0)
+    if t.is_contiguous():
+        return (t.data_ptr(), code, 1, n, n)
+    if is_dense_permutation(t):  # a transpose: every element of one block of memory, once
+        return (t.data_ptr(), code, 1, n, n)
+    dims = [(sz, st) for sz, st in zip(t.shape, t.stride()) if sz != 1]
+    if len(dims) == 1:  # one strided dimension: rows of one element
+        return (t.data_ptr(), code, n, 1, dims[0][1])
+    if dims[-1][1] != 1:
+        return None
+    for (_, st), (sz_next, st_next) in zip(dims[:-2], dims[1:-1]):  # the leading dimensions collapse
+        if st != st_next * sz_next:
+            return None
+    cols = dims[-1][0]
+    return (t.data_ptr(), code, n // cols, cols, dims[-2][1])
+
+
+def is_dense_permutation(t: Tensor) -> bool:
+    """True when ``t`` covers a contiguous block of memory exactly once (e.g. a transposed weight)."""
+    expected = 1
+    for st, sz in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
+        if st != expected:
+            return False
+        expected *= sz
+    return True
+
+
+def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes.CDLL | None = None) -> Tensor:
+    """``[n, 9]`` fp64 statistics of CPU tensors (fp32 / fp16 / bf16 / fp64, any strides) in one call.
+
+    ``threads``: default ``torch.get_num_threads()`` (the result does not depend on it). ``lib``: a
+    library from :func:`load` (default :func:`library`). Views the table cannot describe are copied.
+    """
+    lib = lib or library()
+    if lib is None:
+        raise RuntimeError("the CPU statistics kernel is not available (see the log)")
+    keep, table = [], []
+    for t in tensors:
+        d = describe(t)
+        if d is None:
+            t = t.contiguous()
+            d = describe(t)
+        keep.append(t)  # alive until the call returns
+        table.extend(d)
+    n = len(tensors)
+    desc = (ctypes.c_int64 * len(table))(*table)
+    out = torch.empty((n, N_FIELDS), dtype=torch.float64)
+    if n:
+        threads = torch.get_num_threads() if threads is None else threads
+        if lib.depthinit_stats(n, desc, out.data_ptr(), int(threads)) != 0:
+            raise MemoryError("depthinit.stats: the CPU kernel could not allocate its chunk table")
+    return out

@@ -1,0 +1,190 @@
+"""The CPU statistics kernel (kernels/cpu_stats.c through depthinit.kernels.cpu_stats).
+
+Compared with the independent NumPy fp64 reference of test_stats.py at ``EXACT_RTOL`` (1e-10: fp64
+sums in different orders, and m2 = s2 - s1**2 / n amplifying the error of s2 at most 64x; see the
+docstring of test_stats.py). Counts, extremes, zeros and non-finite counts are compared exactly. The
+cases aim at the kernel's structure: chunk boundaries (4096), the 8-wide body and its scalar tail,
+rows with a stride (short rows grouped into one chunk, long rows cut into segments), the non-finite
+slow path, the second pass when the shift is far from the mean, the dtype conversions, threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from depthinit.kernels import cpu_stats as K
+from tests.test_stats import EXACT_RTOL, assert_close_stats, np_stats
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+C = K.CHUNK
+
+
+def check(tensors, **kw):
+    got = K.cpu_stats(tensors, **kw)
+    want = np.stack([np_stats(t) for t in tensors])
+    assert_close_stats(got, want, EXACT_RTOL)
+    return got
+
+
+def test_chunk_constant_matches_the_c_source():
+    src = K.SOURCE.read_text()
+    assert re.search(rf"CHUNK = {C}\b", src), "kernels/cpu_stats.py CHUNK differs from cpu_stats.c"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_sizes_around_the_body_and_chunk_boundaries(dtype):
+    g = torch.Generator().manual_seed(0)
+    sizes = [1, 2, 7, 8, 9, 15, 16, 17, C - 1, C, C + 1, 3 * C + 5]
+    ts = [(torch.randn(n, generator=g, dtype=torch.float64) * 3 + 0.5).to(dtype) for n in sizes]
+    check(ts)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_row_views_are_read_in_place(dtype):
+    g = torch.Generator().manual_seed(1)
+    qkv = torch.randn(8, 64, 3 * 192, generator=g).to(dtype)
+    thirds = [qkv.narrow(-1, a, 192) for a in (0, 192, 384)]  # short rows: several per chunk
+    wide = torch.randn(3, 2 * C + 300, generator=g).to(dtype)[:, 17 : 17 + C + 100]  # long rows: segments
+    odd = torch.randn(50, 13, generator=g).to(dtype)[:, 2:11]  # rows of 9: body of 8 + a tail of 1
+    single = torch.randn(7, 5, generator=g).to(dtype)[:, 3:4]  # rows of one element
+    views = [*thirds, wide, odd, single]
+    for v in views:
+        d = K.describe(v)
+        assert d is not None and d[0] == v.data_ptr()
+        assert (d[2], d[3], d[4]) == (v.numel() // v.shape[-1], v.shape[-1], v.stride(-2))
+    check(views)
+
+
+def test_describe():
+    x = torch.randn(6, 10)
+    assert K.describe(x) == (x.data_ptr(), 0, 1, 60, 60)
+    assert K.describe(x.t())[2:] == (1, 60, 60)  # a transpose is one block of memory
+    assert K.describe(x[2:4])[2:] == (1, 20, 20)  # contiguous slice
+    assert K.describe(x[:, 1:4])[2:] == (6, 3, 10)
+    assert K.describe(x[::2, 1:4])[2:] == (3, 3, 20)
+    assert K.describe(torch.randn(4, 5, 6)[:, :, :3])[2:] == (20, 3, 6)  # leading dims collapse
+    assert K.describe(torch.randn(4, 5, 6)[:, :3, :3]) is None  # they do not: copied by cpu_stats
+    assert K.describe(x[:, ::2]) is None  # last dimension strided
+    assert K.describe(x[:, 3])[2:] == (6, 1, 10)  # one strided dimension: rows of one element
+    assert K.describe(torch.ones(1, 8).expand(5, 8))[2:] == (5, 8, 0)  # broadcast rows: stride 0
+    assert K.describe(torch.zeros(0, 3))[2:] == (0, 0, 0)
+    y = torch.randn(4, 5, 6)
+    check([y[:, :3, :3], x[:, ::2], y.permute(2, 0, 1)[1:]])  # views the table cannot describe: copied
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_nonfinite_values_take_the_slow_path(dtype):
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(3 * C + 11, generator=g).to(dtype)
+    cases = []
+    for where in ([0], [5], [C - 1, C], [3 * C + 10], [8, 9, 10]):  # the shift, the body, a boundary, the tail
+        for bad in (math.nan, math.inf, -math.inf):
+            t = base.clone()
+            t[where] = bad
+            cases.append(t)
+    cases.append(torch.full((C + 3,), math.nan).to(dtype))  # nothing finite
+    cases.append(torch.tensor([math.inf, -math.inf, 2.0]).to(dtype))
+    rows = torch.randn(40, 100, generator=g).to(dtype)
+    rows[7, 3] = math.nan
+    cases.append(rows[:, :50])  # inside a group of short rows
+    check(cases)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_shift_far_from_the_mean(dtype):
+    """The first values of a chunk far from its mean: the one-pass difference would cancel; the second
+    pass about the mean keeps the result exact."""
+    x = torch.ones(2 * C, dtype=torch.float64) * 100 + torch.linspace(-1e-2, 1e-2, 2 * C, dtype=torch.float64)
+    x[:8] = 0
+    x[C : C + 8] = -1e4
+    check([x.to(dtype)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_constant_chunks_are_exact(dtype):
+    for value in (0.1, -3.0, 1e4):
+        t = torch.full((3 * C + 5,), value).to(dtype)
+        rows = torch.full((20, 30), value).to(dtype)[:, :7]
+        out = K.cpu_stats([t, rows])
+        assert out[:, 2].eq(0).all()  # m2 exactly zero
+        assert out[:, 1].eq(t[0].double()).all()  # the stored value exactly
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_every_16_bit_pattern_converts_exactly(dtype):
+    """All 65536 encodings (zeros, subnormals, normals, inf, NaN), in the scalar tail (1 element) and in
+    the vector body (8 equal elements): min == max == torch's own conversion, NaN / inf counted."""
+    bits = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    values = bits.view(dtype)
+    ref = values.double()
+    singles = list(values.reshape(-1, 1))
+    eights = list(values.reshape(-1, 1).expand(-1, 8).contiguous())
+    for ts in (singles, eights):
+        out = K.cpu_stats(ts)
+        fin = torch.isfinite(ref)
+        assert torch.equal(out[fin, 4], ref[fin]) and torch.equal(out[fin, 5], ref[fin])
+        assert out[~fin, 7].eq(len(ts[0])).all() and out[~fin, 0].eq(0).all()
+        assert torch.equal(out[:, 8], (ref == 0).double() * len(ts[0]))
+
+
+def test_results_do_not_depend_on_threads():
+    g = torch.Generator().manual_seed(3)
+    ts = [torch.randn(n, generator=g) for n in (100, 5 * C + 1, 64 * C, 3 * C)] + [torch.randn(500, 300)[:, :200]]
+    ref = K.cpu_stats(ts, threads=1)
+    for threads in (2, 3, 8, 1000):
+        assert torch.equal(K.cpu_stats(ts, threads=threads), ref)
+
+
+def test_empty_list_and_empty_tensors():
+    assert K.cpu_stats([]).shape == (0, 9)
+    out = K.cpu_stats([torch.zeros(0), torch.zeros(3, 0), torch.ones(2)])
+    assert out[:2, 0].eq(0).all() and out[:2, 1].isnan().all() and out[:2, 3].eq(0).all()
+    assert out[2, 0] == 2 and out[2, 1] == 1
+
+
+def test_build_is_cached_and_a_portable_build_agrees(tmp_path, monkeypatch):
+    """The library is built once per source / flags; a build without AVX2 (the plain-loop fast pass) gives
+    the same statistics (not bitwise: another summation order)."""
+    first = K.build(tmp_path)
+    mtime = first.stat().st_mtime_ns
+    assert K.build(tmp_path) == first and first.stat().st_mtime_ns == mtime
+    flags = [f for f in K.compile_flags() if not f.startswith("-m")]
+    assert flags != K.compile_flags() or not any(f.startswith("-m") for f in K.compile_flags())
+    monkeypatch.setattr(K, "compile_flags", lambda: flags)
+    plain = K.build(tmp_path)
+    assert plain != first
+    lib = K.load(plain)
+    g = torch.Generator().manual_seed(4)
+    ts = [torch.randn(3 * C + 7, generator=g).to(d) for d in DTYPES] + [torch.randn(30, 40, generator=g)[:, 5:30]]
+    bad = torch.randn(C, generator=g)
+    bad[100] = math.nan
+    ts.append(bad)
+    got = K.cpu_stats(ts, lib=lib)
+    assert_close_stats(got, np.stack([np_stats(t) for t in ts]), EXACT_RTOL)
+
+
+def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DEPTHINIT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    K.library.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger=K.__name__):
+            assert K.library() is None and K.library() is None
+        assert len(caplog.records) == 1 and "CPU kernel unavailable" in caplog.text
+        with pytest.raises(RuntimeError, match="not available"):
+            K.cpu_stats([torch.ones(3)])
+        from depthinit.stats import layer_stats
+
+        x = torch.randn(C + 5)
+        assert_close_stats(layer_stats([x]).data[0], np_stats(x), EXACT_RTOL)  # the exact torch path
+    finally:
+        monkeypatch.undo()
+        K.library.cache_clear()
+    assert isinstance(K.library(), ctypes.CDLL)  # back to the kernel
