@@ -1,8 +1,9 @@
 """Overhead of depthinit's VarianceMonitor during CPU training, against no monitoring and a wandb.watch-like baseline.
 
-The same GPT-2-style model (``depthinit.models.gpt2``, initialized with ``depthinit.init_(model, "gpt2")``)
+One GPT-2-style model (``depthinit.models.gpt2``, initialized with ``depthinit.init_(model, "gpt2")``)
 trains on fixed random tokens three ways, in ONE process, interleaved in blocks of steps (the order
-rotates every round, so that machine noise hits every variant alike):
+rotates every round, so that machine noise hits every variant alike; the variants take turns on the same
+model and optimizer, each monitor attached only during its own blocks):
 
 * ``none``      — no monitoring;
 * ``depthinit`` — ``VarianceMonitor(model, every=N)``: weights, gradients, activations (and the update
@@ -105,44 +106,69 @@ def build(args, seed: int = 0) -> nn.Module:
     return model
 
 
-class Run:
-    """One variant: a model, its optimizer, its monitor (or none); the mean step time of each block."""
+class Trainer:
+    """A model, its optimizer and the tokens: what the variants share (so that they differ in nothing else)."""
 
-    def __init__(self, name: str, args, tokens: torch.Tensor, clock: Callable[[], float]) -> None:
-        from depthinit.monitor import VarianceMonitor
-
-        self.name, self.clock = name, clock
+    def __init__(self, args, tokens: torch.Tensor) -> None:
         self.device = torch.device(args.device)
         self.tokens = tokens.to(self.device)
         self.model = build(args).to(self.device)
         self.amp = torch.bfloat16 if args.amp == "bf16" else None
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=args.lr)
-        self.mon = None
-        if name == "depthinit":
-            self.mon = VarianceMonitor(self.model, every=args.every, alerts=True, update=args.update)
-        elif name == "watch":
-            self.mon = WatchLike(self.model, args.every)
-        self.fwd = torch.compile(self.model) if args.compile else self.model
+        self.fwd = self.model
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+
+class Run:
+    """One variant and the mean step time of each of its blocks.
+
+    By default the three variants train ONE model with one optimizer, taking turns: a variant's monitor
+    is attached before its block and closed after it, outside the timed region. Separate model copies
+    would differ in memory placement, which alone moves CPU step times by a percent or two. With
+    ``--compile`` each variant keeps its own model, monitored before it is compiled (hooks cannot come
+    and go around a compiled graph without recompiling it).
+    """
+
+    def __init__(self, name: str, args, trainer: Trainer, clock: Callable[[], float]) -> None:
+        self.name, self.args, self.clock, self.trainer = name, args, clock, trainer
+        self.persistent = bool(args.compile)
+        self.mon = self.attach() if self.persistent else None
+        if args.compile:
+            trainer.fwd = torch.compile(trainer.model)
+
+    def attach(self):
+        from depthinit.monitor import VarianceMonitor
+
+        model, every = self.trainer.model, self.args.every
+        if self.name == "depthinit":
+            return VarianceMonitor(model, every=every, alerts=True, update=self.args.update)
+        if self.name == "watch":
+            return WatchLike(model, every)
+        return None
+
     def steps(self, n: int) -> float:
         """Run ``n`` training steps; their mean time (the device is synchronized at both ends only)."""
-        x, y = self.tokens[:, :-1], self.tokens[:, 1:]
-        self.sync()
+        tr = self.trainer
+        mon = self.mon if self.persistent else self.attach()
+        x, y = tr.tokens[:, :-1], tr.tokens[:, 1:]
+        tr.sync()
         t0 = self.clock()
         for _ in range(n):
-            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                loss = F.cross_entropy(self.fwd(x).flatten(0, 1).float(), y.flatten())
+            with torch.autocast(tr.device.type, dtype=tr.amp, enabled=tr.amp is not None):
+                loss = F.cross_entropy(tr.fwd(x).flatten(0, 1).float(), y.flatten())
             loss.backward()
-            self.opt.step()
-            if self.mon is not None:
-                self.mon.step()
-            self.opt.zero_grad(set_to_none=True)
-        self.sync()
-        return (self.clock() - t0) / n
+            tr.opt.step()
+            if mon is not None:
+                mon.step()
+            tr.opt.zero_grad(set_to_none=True)
+        tr.sync()
+        elapsed = (self.clock() - t0) / n
+        if mon is not None and not self.persistent:
+            mon.close()
+        return elapsed
 
 
 def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) -> dict[str, float]:
@@ -153,8 +179,9 @@ def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) ->
     ``update_ref``: the reference taken on the step before. Less sensitive to machine noise than the
     difference of two whole-step means.
     """
-    mon, model = run.mon, run.model
-    x, y = run.tokens[:, :-1], run.tokens[:, 1:]
+    mon = run.mon or run.attach()
+    model, tr = run.trainer.model, run.trainer
+    x, y = tr.tokens[:, :-1], tr.tokens[:, 1:]
 
     def med(fn) -> float:
         fn()
@@ -185,8 +212,10 @@ def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) ->
 
     both = med(record)
     ref = med(mon._prepare_update)
-    run.opt.zero_grad(set_to_none=True)
+    tr.opt.zero_grad(set_to_none=True)
     mon._active = False
+    if mon is not run.mon:
+        mon.close()
     return {"activations": acts, "record": both - ref, "update_ref": ref, "total": acts + both}
 
 
@@ -225,7 +254,8 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=g)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    runs = [Run(n, args, tokens, clock) for n in ("none", "depthinit", "watch")]
+    shared = None if args.compile else Trainer(args, tokens)
+    runs = [Run(n, args, shared or Trainer(args, tokens), clock) for n in ("none", "depthinit", "watch")]
     for r in runs:  # warm-up: allocator, first monitored steps, compiled statistics kernels
         r.steps(2 * args.every)
     round_means: dict[str, list[float]] = {r.name: [] for r in runs}

@@ -9,8 +9,8 @@ them alike) and taking the best of ``--reps`` runs, it prints:
 * throughput of ``layer_stats`` relative to ``x.sum()`` over the same bytes held in one tensor, the
   memory-read limit (target >= 0.5x); also relative to a per-tensor ``p.sum()`` loop, for reference.
 
-The first ``layer_stats`` call compiles the CPU kernel (``torch.compile``; ~25 s on a cold inductor
-cache, ~5 s warm), which is reported separately; the whole script takes well under two minutes.
+The first ``layer_stats`` call may build the CPU kernel (``kernels/cpu_stats.c`` with the system C compiler,
+under a second, then cached), which is reported separately; the whole script takes well under a minute.
 OpenMP regions are sensitive to other processes on the same cores: run it on a quiet machine, or use
 ``--threads 1 --clock cpu`` (CPU time of one thread, robust to other load). Usage::
 
@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
 
     t = time.perf_counter()
     layer_stats(params, backend="torch")
-    print(f"first layer_stats call (compiles the CPU kernel): {time.perf_counter() - t:.1f} s")
+    print(f"first layer_stats call (builds or loads the CPU kernel): {time.perf_counter() - t:.1f} s")
 
     cands = {
         "layer_stats": lambda: layer_stats(params, backend="torch").data,

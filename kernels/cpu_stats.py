@@ -165,6 +165,21 @@ def is_dense_permutation(t: Tensor) -> bool:
     return True
 
 
+def _check_storage(t: Tensor) -> None:
+    """The kernel reads raw memory: refuse a view whose storage no longer covers it (freed or resized)."""
+    if t.device.type != "cpu":
+        raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {t.device}")
+    if t.numel() == 0:
+        return
+    extent = t.storage_offset() + sum((n - 1) * st for n, st in zip(t.shape, t.stride())) + 1
+    if extent * t.element_size() > t.untyped_storage().nbytes():
+        raise ValueError(
+            f"depthinit.stats: a tensor of shape {tuple(t.shape)} lies outside its storage "
+            f"({t.untyped_storage().nbytes()} bytes): its memory was freed or resized (e.g. an unsharded "
+            "parameter outside forward / backward); measure it while it is materialized"
+        )
+
+
 def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes.CDLL | None = None) -> Tensor:
     """``[n, 9]`` fp64 statistics of CPU tensors (fp32 / fp16 / bf16 / fp64, any strides) in one call.
 
@@ -176,6 +191,7 @@ def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes
         raise RuntimeError("the CPU statistics kernel is not available (see the log)")
     keep, table = [], []
     for t in tensors:
+        _check_storage(t)
         d = describe(t)
         if d is None:
             t = t.contiguous()

@@ -142,6 +142,20 @@ def test_results_do_not_depend_on_threads():
         assert torch.equal(K.cpu_stats(ts, threads=threads), ref)
 
 
+def test_freed_storage_is_refused_not_read():
+    """A view whose storage was resized away (as FSDP does to unsharded parameters) gets an error, not a read
+    of freed memory."""
+    t = torch.randn(1000)
+    v = t[100:900]
+    t.untyped_storage().resize_(0)
+    with pytest.raises(ValueError, match="outside its storage.*freed or resized"):
+        K.cpu_stats([torch.ones(3), v])
+    from depthinit.stats import layer_stats
+
+    with pytest.raises(ValueError, match="outside its storage"):
+        layer_stats({"w": v})
+
+
 def test_empty_list_and_empty_tensors():
     assert K.cpu_stats([]).shape == (0, 9)
     out = K.cpu_stats([torch.zeros(0), torch.zeros(3, 0), torch.ones(2)])
