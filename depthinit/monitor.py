@@ -169,12 +169,6 @@ def _global_rows(data: Tensor, use: Tensor, sharded: Tensor, neutral: Tensor, gr
     return torch.where(sharded, _stats.merge_stacked(gathered.view(world, -1, N_FIELDS)), data)
 
 
-def _tensor_stats(tensors: list[Tensor]) -> Tensor:
-    """``depthinit.stats.tensor_stats`` of plain tensors (views welcome: q / k / v thirds are read in place)."""
-    with torch.no_grad():
-        return _stats.tensor_stats(tensors)
-
-
 def _traced_rows(views: list[Tensor]) -> Tensor:
     """``[n, F]`` statistics in plain torch ops, exact two-pass in fp64: what a hook runs under
     ``torch.compile`` (traced into the graph, fused by inductor; no data-dependent Python)."""
@@ -661,11 +655,11 @@ class VarianceMonitor:
             for j, v in enumerate(views):
                 by_dev.setdefault(v.device, []).append(j)
             if len(by_dev) == 1:
-                new = _tensor_stats(list(views)).to(self._device)
+                new = _stats.tensor_stats(list(views)).to(self._device)
             else:  # outputs on several devices (model parallel): one launch per device
                 new = torch.empty((len(views), N_FIELDS), dtype=torch.float64, device=self._device)
                 for js in by_dev.values():
-                    new[js] = _tensor_stats([views[j] for j in js]).to(self._device)
+                    new[js] = _stats.tensor_stats([views[j] for j in js]).to(self._device)
             owner = self._cached(("owner", idx), lambda: list(range(self._na)) + list(idx), torch.long)
             merged = _stats.merge_partials(torch.cat([self._act_buf, new]), owner, self._na)
             self._act_buf.copy_(merged)
@@ -787,7 +781,7 @@ class VarianceMonitor:
             for v, snap in zip(wv, self._snap):
                 torch.sub(v, snap, out=snap)  # snap := w_t - w_{t-1}, in place
             dv = self._snap
-        rows = [_tensor_stats(wv + gv + dv).to(self._device)] if wv or gv else []
+        rows = [_stats.tensor_stats(wv + gv + dv).to(self._device)] if wv or gv else []
         flags = ws + gs + (ws if dv else [])
         contrib = wc + gc + (wc if dv else [])
         if has_update and self.update == "norm":

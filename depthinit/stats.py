@@ -39,7 +39,6 @@ in a fixed order, so two runs give bitwise equal results. Backends:
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -48,8 +47,6 @@ from torch import Tensor, nn
 
 from depthinit.kernels import cpu_stats as cpu_kernel
 from depthinit.kernels._tables import STAT_FIELDS as FIELDS
-
-log = logging.getLogger(__name__)
 
 COUNT, MEAN, M2, SUMSQ, MIN, MAX, ABSMAX, NONFINITE, ZEROS = range(len(FIELDS))
 N_FIELDS = len(FIELDS)

@@ -135,7 +135,9 @@ def describe(t: Tensor) -> tuple[int, int, int, int, int] | None:
     dimensions collapse into one (e.g. a narrow of the last dimension: a q / k / v third of a fused
     projection's output), and single strided dimensions (rows of one element).
     """
-    code = DTYPE_CODES[t.dtype]
+    code = DTYPE_CODES.get(t.dtype)
+    if code is None:
+        raise TypeError(f"depthinit.stats: the CPU kernel measures {', '.join(map(str, DTYPE_CODES))}, not {t.dtype}")
     n = t.numel()
     if n == 0:
         return (0, code, 0, 0, 0)

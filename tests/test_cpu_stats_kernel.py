@@ -75,6 +75,8 @@ def test_describe():
     assert K.describe(x[:, 3])[2:] == (6, 1, 10)  # one strided dimension: rows of one element
     assert K.describe(torch.ones(1, 8).expand(5, 8))[2:] == (5, 8, 0)  # broadcast rows: stride 0
     assert K.describe(torch.zeros(0, 3))[2:] == (0, 0, 0)
+    with pytest.raises(TypeError, match="not torch.int64"):
+        K.cpu_stats([torch.arange(3)])
     y = torch.randn(4, 5, 6)
     check([y[:, :3, :3], x[:, ::2], y.permute(2, 0, 1)[1:]])  # views the table cannot describe: copied
 
