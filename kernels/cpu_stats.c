@@ -74,9 +74,18 @@ typedef struct {
     double s, q, mn, mx, z;
 } Sums;
 
+/* One value into the sums about shift k (the scalar tails of the vector loops). */
+static inline void add_one(Sums *t, double v, double k) {
+    double d = v - k;
+    t->s += d, t->q += d * d, t->z += v == 0;
+    t->mn = v < t->mn ? v : t->mn;
+    t->mx = v > t->mx ? v : t->mx;
+}
+
 /* Fast pass, plain loops (any dtype): eight independent lanes per accumulator. */
 #define DEFINE_PASS_LANES(NAME, LOAD)                                                                    \
     static void NAME(const Block *b, double k, Sums *out) {                                              \
+        *out = (Sums){0, 0, k, k, 0};                                                                    \
         double s[8] = {0}, q[8] = {0}, mn[8], mx[8], z[8] = {0};                                         \
         for (int j = 0; j < 8; j++) mn[j] = k, mx[j] = k;                                                \
         for (int64_t r = 0; r < b->nrows; r++) {                                                         \
@@ -90,15 +99,8 @@ typedef struct {
                     mx[j] = v > mx[j] ? v : mx[j];                                                       \
                     z[j] += v == 0;                                                                      \
                 }                                                                                        \
-            for (; i < b->len; i++) {                                                                    \
-                double v = LOAD(b->p, o + i), d = v - k;                                                 \
-                s[0] += d, q[0] += d * d;                                                                \
-                mn[0] = v < mn[0] ? v : mn[0];                                                           \
-                mx[0] = v > mx[0] ? v : mx[0];                                                           \
-                z[0] += v == 0;                                                                          \
-            }                                                                                            \
+            for (; i < b->len; i++) add_one(out, LOAD(b->p, o + i), k);                                  \
         }                                                                                                \
-        *out = (Sums){0, 0, k, k, 0};                                                                    \
         for (int j = 0; j < 8; j++) {                                                                    \
             out->s += s[j], out->q += q[j], out->z += z[j];                                              \
             out->mn = fmin(out->mn, mn[j]), out->mx = fmax(out->mx, mx[j]);                              \
@@ -132,7 +134,7 @@ static inline double hsum4(__m256d a) {
         __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;                                     \
         __m256 mn = _mm256_set1_ps((float)k), mx = mn, zero = _mm256_setzero_ps();                       \
         __m256i z = _mm256_setzero_si256();                                                              \
-        double S = 0, Q = 0, MN = k, MX = k, Z = 0;                                                      \
+        Sums t = {0, 0, k, k, 0};                                                                        \
         for (int64_t r = 0; r < b->nrows; r++) {                                                         \
             const int64_t o = r * b->stride, body = b->len - b->len % 8;                                 \
             int64_t i;                                                                                   \
@@ -145,23 +147,15 @@ static inline double hsum4(__m256d a) {
                 s0 = _mm256_add_pd(s0, d0), s1 = _mm256_add_pd(s1, d1);                                  \
                 q0 = _mm256_fmadd_pd(d0, d0, q0), q1 = _mm256_fmadd_pd(d1, d1, q1);                      \
             }                                                                                            \
-            for (; i < b->len; i++) {                                                                    \
-                double v = LOAD(b->p, o + i), d = v - k;                                                 \
-                S += d, Q += d * d;                                                                      \
-                MN = v < MN ? v : MN;                                                                    \
-                MX = v > MX ? v : MX;                                                                    \
-                Z += v == 0;                                                                             \
-            }                                                                                            \
+            for (; i < b->len; i++) add_one(&t, LOAD(b->p, o + i), k);                                   \
         }                                                                                                \
         float mns[8], mxs[8];                                                                            \
         int32_t zs[8];                                                                                   \
         _mm256_storeu_ps(mns, mn), _mm256_storeu_ps(mxs, mx);                                            \
         _mm256_storeu_si256((__m256i *)zs, z);                                                           \
-        for (int j = 0; j < 8; j++) {                                                                    \
-            MN = fmin(MN, (double)mns[j]), MX = fmax(MX, (double)mxs[j]);                                \
-            Z += zs[j];                                                                                  \
-        }                                                                                                \
-        *out = (Sums){S + hsum4(_mm256_add_pd(s0, s1)), Q + hsum4(_mm256_add_pd(q0, q1)), MN, MX, Z};    \
+        for (int j = 0; j < 8; j++) t.mn = fmin(t.mn, (double)mns[j]), t.mx = fmax(t.mx, (double)mxs[j]), t.z += zs[j]; \
+        t.s += hsum4(_mm256_add_pd(s0, s1)), t.q += hsum4(_mm256_add_pd(q0, q1));                       \
+        *out = t;                                                                                        \
     }
 
 /* Fast pass, AVX2, fp64: 2 x 4 doubles. */
@@ -169,7 +163,7 @@ static void pass_f64(const Block *b, double k, Sums *out) {
     const __m256d K = _mm256_set1_pd(k), zero = _mm256_setzero_pd();
     __m256d s0 = zero, s1 = zero, q0 = zero, q1 = zero, mn0 = K, mn1 = K, mx0 = K, mx1 = K;
     __m256i z0 = _mm256_setzero_si256(), z1 = z0;
-    double S = 0, Q = 0, MN = k, MX = k, Z = 0;
+    Sums t = {0, 0, k, k, 0};
     for (int64_t r = 0; r < b->nrows; r++) {
         const double *x = (const double *)b->p + r * b->stride;
         const int64_t body = b->len - b->len % 8;
@@ -184,20 +178,15 @@ static void pass_f64(const Block *b, double k, Sums *out) {
             z0 = _mm256_sub_epi64(z0, _mm256_castpd_si256(_mm256_cmp_pd(x0, zero, _CMP_EQ_OQ)));
             z1 = _mm256_sub_epi64(z1, _mm256_castpd_si256(_mm256_cmp_pd(x1, zero, _CMP_EQ_OQ)));
         }
-        for (; i < b->len; i++) {
-            double v = x[i], d = v - k;
-            S += d, Q += d * d;
-            MN = v < MN ? v : MN;
-            MX = v > MX ? v : MX;
-            Z += v == 0;
-        }
+        for (; i < b->len; i++) add_one(&t, x[i], k);
     }
     double mns[4], mxs[4];
     int64_t zs[4];
     _mm256_storeu_pd(mns, _mm256_min_pd(mn0, mn1)), _mm256_storeu_pd(mxs, _mm256_max_pd(mx0, mx1));
     _mm256_storeu_si256((__m256i *)zs, _mm256_add_epi64(z0, z1));
-    for (int j = 0; j < 4; j++) MN = fmin(MN, mns[j]), MX = fmax(MX, mxs[j]), Z += (double)zs[j];
-    *out = (Sums){S + hsum4(_mm256_add_pd(s0, s1)), Q + hsum4(_mm256_add_pd(q0, q1)), MN, MX, Z};
+    for (int j = 0; j < 4; j++) t.mn = fmin(t.mn, mns[j]), t.mx = fmax(t.mx, mxs[j]), t.z += (double)zs[j];
+    t.s += hsum4(_mm256_add_pd(s0, s1)), t.q += hsum4(_mm256_add_pd(q0, q1));
+    *out = t;
 }
 #endif
 

@@ -30,11 +30,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ._tables import STAT_FIELDS
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_stats.c")
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
-N_FIELDS = 9
+N_FIELDS = len(STAT_FIELDS)
 CHUNK = 4096  # elements per chunk, as in cpu_stats.c
 
 
