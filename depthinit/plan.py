@@ -19,7 +19,9 @@ import torch
 from torch import nn
 
 from . import schemes as S
-from .roles import locate
+from .reparam import finish, padding_rows
+from .roles import SOURCES, locate
+from .structure import trace_structure
 
 PLAN_FORMAT = "depthinit.plan/1"
 GROWTH_WARN_HIGH = 1e4
@@ -53,6 +55,36 @@ class PlanRow:
     stream: int
     note: str = ""
     tied: tuple[str, ...] = ()
+    source: str = ""  # where the role came from: traced / module / name / user ("" in older plans)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_ready", True)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        """Edits stay consistent: a new ``std`` or ``mean`` re-derives uniform bounds (mean ± √3·std) and
+        moves trunc_normal clamps with it (same multiple of std) unless ``low``/``high`` were set
+        explicitly; a ``low``/``high`` edit is used as given (and a uniform row's std/mean follow it)."""
+        d = self.__dict__
+        if not d.get("_ready"):
+            object.__setattr__(self, key, value)
+            return
+        if key in ("std", "mean") and self.low is not None and self.high is not None and not d.get("_explicit"):
+            old_mean, old_std = self.mean, self.std
+            object.__setattr__(self, key, value)
+            if self.distribution == "uniform":
+                object.__setattr__(self, "low", self.mean - S.SQRT3 * self.std)
+                object.__setattr__(self, "high", self.mean + S.SQRT3 * self.std)
+            elif self.distribution == "trunc_normal":
+                ratio = self.std / old_std if old_std > 0 else 1.0
+                object.__setattr__(self, "low", self.mean + (self.low - old_mean) * ratio)
+                object.__setattr__(self, "high", self.mean + (self.high - old_mean) * ratio)
+            return
+        object.__setattr__(self, key, value)
+        if key in ("low", "high"):
+            object.__setattr__(self, "_explicit", True)
+            if self.distribution == "uniform" and self.low is not None and self.high is not None:
+                object.__setattr__(self, "mean", (self.low + self.high) / 2)
+                object.__setattr__(self, "std", (self.high - self.low) / (2 * S.SQRT3))
 
     @property
     def numel(self) -> int:
@@ -99,7 +131,7 @@ class InitPlan:
 
     # ------------------------------------------------------------------ display
     def table(self) -> str:
-        head = ("name", "shape", "dtype", "role", "l/L", "fan_in", "fan_out", "dist", "std", "bounds", "note")
+        head = ("name", "shape", "dtype", "role", "src", "l/L", "fan_in", "fan_out", "dist", "std", "bounds", "note")
         lines = [head]
         for r in self.rows:
             bounds = "" if r.low is None else f"[{r.low:.4g}, {r.high:.4g}]"
@@ -110,6 +142,7 @@ class InitPlan:
                     "x".join(map(str, r.shape)) or "scalar",
                     r.dtype.replace("torch.", ""),
                     r.role,
+                    r.source,
                     "" if r.layer is None else f"{r.layer}/{r.n_layers}",
                     "" if r.fan_in is None else str(r.fan_in),
                     "" if r.fan_out is None else str(r.fan_out),
@@ -248,6 +281,7 @@ class InitPlan:
                 cached[1](self.seed)
             for t, gain in ortho:
                 _orthogonalize_(t, gain)
+        finish(model)
         return model
 
     def fill_rows(self) -> list:
@@ -340,6 +374,7 @@ _ROW_TYPES: dict[str, Callable[[Any], bool]] = {
     "stream": lambda v: isinstance(v, int) and 0 <= v < 2**32,
     "note": lambda v: isinstance(v, str),
     "tied": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "source": lambda v: v in ("", *SOURCES),
 }
 
 
@@ -352,7 +387,7 @@ def _row_from_dict(i: int, r: Any) -> PlanRow:
         raise ValueError(f"plan row {i} is not an object")
     names = {f.name for f in fields(PlanRow)}
     unknown = set(r) - names
-    missing = names - set(r) - {"note", "tied"}
+    missing = names - set(r) - {"note", "tied", "source"}
     if unknown or missing:
         raise ValueError(f"plan row {i}: unknown field(s) {sorted(unknown)}, missing field(s) {sorted(missing)}")
     for k, v in r.items():
@@ -377,6 +412,7 @@ def plan(
     seed: int = 0,
     depth: Callable[[str], int | None] | Mapping[str, int] | None = None,
     roles: Mapping[str, str] | None = None,
+    example: Any = None,
     **options: Any,
 ) -> InitPlan:
     """Plan the initialization of every floating parameter of ``model`` with ``scheme``.
@@ -389,6 +425,11 @@ def plan(
         depth: override depth detection: ``name -> l`` (1-based; None = outside any stack) as a callable or
             mapping; L is the largest l given.
         roles: ``{regex: role}`` overriding the detected roles (e.g. ``{r"conv2$": "mlp_out"}`` for Fixup).
+        example: an example input (a tensor, a tuple of positional arguments or a dict of keyword
+            arguments) for one forward on meta tensors that reads roles, fans and depths from the model's own
+            computation (:mod:`depthinit.structure`); by default the model's own dummy input where it has one
+            (HF ``dummy_inputs``, depthinit's built-in models); ``False`` turns tracing off. Without an input,
+            or when tracing fails, roles come from module types, then names.
         **options: the scheme's options (e.g. ``K``, ``schedule``, ``distribution``, ``nonlinearity``).
 
     Example:
@@ -415,20 +456,27 @@ def plan(
             skipped.append((n, f"{p.dtype} is not a floating dtype: left as it is"))
         else:
             usable.append((n, p))
-    loc = locate(model, [n for n, _ in usable], depth=depth, roles=roles)
+    slots = [x for n, p in usable for x in tied[id(p)]]
+    structure = trace_structure(model, example) if example is not False else None
+    loc = locate(model, slots, depth=depth, roles=roles, structure=structure)
+    pads = padding_rows(model)
 
     model_L = max((lc.n_layers for lc in loc.values() if lc.n_layers), default=None)
     rows: list[PlanRow] = []
     for n, p in usable:
         lc = loc[n]
         shape = tuple(p.shape)
-        fan_in, fan_out = S.compute_fans(shape) if len(shape) >= 2 else (None, None)
+        fan_in, fan_out = lc.fan_in, lc.fan_out
+        tied_head = lc.role == "embedding" and any(loc[x].role == "head" for x in tied[id(p)])
         # Outside any stack a scheme still sees the model's depth (e.g. T-Fixup scales embeddings by N).
-        info = S.ParamInfo(n, shape, lc.role, lc.layer, lc.n_layers or model_L, fan_in, fan_out)
+        info = S.ParamInfo(n, shape, lc.role, lc.layer, lc.n_layers or model_L, fan_in, fan_out, tied_head)
         kw = dict(opts)
         if "stack" in sch.options and not options.get("stack"):
             kw["stack"] = "encoder" if "encoder" in lc.stack else ("decoder" if sch.name == "t_fixup" else "")
-        d = sch.fn(info, **kw)
+        d = S.keep(lc.derived) if lc.derived else sch.fn(info, **kw)
+        note = d.note
+        if n in pads and d.distribution != "keep":
+            note = "; ".join(x for x in (note, f"padding row {pads[n]} kept zero") if x)
         rows.append(
             PlanRow(
                 name=n,
@@ -446,8 +494,9 @@ def plan(
                 low=None if d.low is None else float(d.low),
                 high=None if d.high is None else float(d.high),
                 stream=stream_id(n),
-                note=d.note,
+                note=note,
                 tied=tuple(x for x in tied[id(p)] if x != n),
+                source=lc.source,
             )
         )
 

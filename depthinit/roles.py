@@ -10,31 +10,56 @@ layers (modules owning a ≥2-D weight, embeddings excepted) are numbered in reg
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from .schemes import ROLES
+from .reparam import weight_aliases
+from .schemes import _SHAPE_SUFFIX, ROLES, compute_fans
 
 STACK_RE = re.compile(r"^(?P<stack>(?:.*\.)?(?:layers|h|blocks|layer|block))\.(?P<idx>\d+)\.")
+_STACK_ANY = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer|block)\.(\d+)\.")
 
-_QKV = {"c_attn", "qkv", "wqkv", "qkv_proj", "in_proj", "query_key_value", "Wqkv"}
-_Q = {"q_proj", "wq", "query", "q", "to_q", "q_lin"}
-_K = {"k_proj", "wk", "key", "k", "to_k", "k_lin"}
-_V = {"v_proj", "wv", "value", "v", "to_v", "v_lin"}
-_ATTN_OUT = {"c_proj", "out_proj", "o_proj", "wo", "dense", "proj", "to_out", "o", "out_lin"}
+_QKV = {"c_attn", "qkv", "wqkv", "qkv_proj", "in_proj", "query_key_value", "Wqkv", "w_qkv", "att_proj",
+        "linear_qkv"}
+_Q = {"q_proj", "wq", "query", "q", "to_q", "q_lin", "w_q"}
+_K = {"k_proj", "wk", "key", "k", "to_k", "k_lin", "w_k"}
+_V = {"v_proj", "wv", "value", "v", "to_v", "v_lin", "w_v"}
+_ATTN_OUT = {"c_proj", "out_proj", "o_proj", "wo", "dense", "proj", "to_out", "o", "out_lin", "w_out", "attn_out",
+             "linear_proj"}
 _MLP_IN = {"c_fc", "fc1", "w1", "w3", "gate_proj", "up_proj", "fc_in", "dense_h_to_4h", "wi", "wi_0", "wi_1", "lin1",
-           "linear1"}
-_MLP_OUT = {"c_proj", "fc2", "w2", "down_proj", "fc_out", "dense_4h_to_h", "wo", "lin2", "linear2"}
-_HEAD = {"lm_head", "head", "classifier", "output", "fc", "out", "score"}
+           "linear1", "ff_proj", "linear_fc1", "gate_up_proj"}
+_MLP_OUT = {"c_proj", "fc2", "w2", "down_proj", "fc_out", "dense_4h_to_h", "wo", "lin2", "linear2", "ff_out",
+            "linear_fc2"}
+_HEAD = {"lm_head", "head", "classifier", "output", "fc", "out", "score", "output_layer"}
+# Output layers of a whole model (outside any block stack): original OLMo's ``transformer.ff_out``,
+# OLMo-core's ``lm_head.w_out``.
+_HEAD_OUTSIDE = _HEAD | {"ff_out", "w_out"}
+_EMBEDDING_PARAM = re.compile(
+    r"^(cls_token|dist_token|position_embeddings?|pos_embed(ding)?|positional_embedding|register_tokens)$"
+)
 _RESIDUAL_SCALE = re.compile(r"(^|\.)(resweight|rezero|res_scale|residual_scale|skip_scale|alpha|rezero_alpha)$")
 _ATTN_CTX = re.compile(
     r"(^|\.)(attn|attention|self_attn|selfattention|self_attention|cross_attn|encdecattention)(\.|$)", re.IGNORECASE
 )
 _MLP_CTX = re.compile(r"(^|\.)(mlp|ffn|feed_forward|feedforward|ff|fc|intermediate|output)(\.|$)", re.IGNORECASE)
+_EXPERTS_CTX = re.compile(r"(^|\.)\w*experts?(\.|$)", re.IGNORECASE)
+
+SOURCES = ("traced", "module", "name", "user")
+
+
+def stack_of(name: str) -> tuple[str, int] | None:
+    """``(stack, index)`` of the outermost block stack a parameter name lies in (``encoder.block.3.layer.1.x``
+    is in block 3 of ``encoder.block``, not in layer 1), or None."""
+    m = _STACK_ANY.search(name)
+    if m is None:
+        return None
+    return name[: m.start(1) - 1], int(m.group(1))
 
 
 def is_norm(module: nn.Module) -> bool:
@@ -56,39 +81,92 @@ def weight_bearing(module: nn.Module) -> bool:
     )
 
 
+def is_conv1d_in_out(module: nn.Module) -> bool:
+    """HF transformers' ``Conv1D`` (GPT-2, GPT-J...): a linear layer storing its weight ``[in, out]``."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def is_expert_bank(module: nn.Module, leaf: str, param: torch.Tensor) -> bool:
+    """A 3-D weight holding one matrix per expert (HF Mixtral ``experts.gate_up_proj``, torchtitan
+    ``GroupedExperts.w1``): owned directly by a module that is no convolution, in an experts context."""
+    if param.dim() != 3 or isinstance(module, nn.modules.conv._ConvNd):
+        return False
+    return bool(_EXPERTS_CTX.search(type(module).__name__) or hasattr(module, "num_experts"))
+
+
 def classify(pname: str, leaf: str, module: nn.Module, param: torch.Tensor, module_path: str) -> str:
     """Role of parameter ``leaf`` of ``module`` (at ``module_path``); ``pname`` is the full name."""
+    return _classify(pname, leaf, module, param, module_path)[0]
+
+
+def _classify(pname: str, leaf: str, module: nn.Module, param: torch.Tensor, module_path: str) -> tuple[str, str]:
+    """(role, source): ``module`` when the module's type decides, ``name`` when the name tables do."""
     if _RESIDUAL_SCALE.search(pname) and param.numel() <= 1:
-        return "residual_scale"
-    if leaf.endswith("bias"):
-        return "bias"
+        return "residual_scale", "name"
+    if leaf.endswith("bias") or leaf.startswith("bias_"):  # RNNs: bias_ih_l0, bias_hh_l0
+        structural = isinstance(module, nn.RNNBase) or is_norm(module) or weight_bearing(module)
+        return "bias", "module" if structural or is_conv1d_in_out(module) else "name"
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
-        return "embedding"
+        return "embedding", "module"
     if is_norm(module):
-        return "norm"
+        return "norm", "module"
     if isinstance(module, nn.MultiheadAttention):
         return {"in_proj_weight": "attn_qkv", "q_proj_weight": "attn_q", "k_proj_weight": "attn_k",
-                "v_proj_weight": "attn_v"}.get(leaf, "other")
-    last = module_path.rsplit(".", 1)[-1] if module_path else ""
-    in_attn = bool(_ATTN_CTX.search(module_path))
+                "v_proj_weight": "attn_v"}.get(leaf, "other"), "module"
+    if isinstance(module, nn.RNNBase):
+        return "other", "module"
+    if _EMBEDDING_PARAM.match(leaf) and param.dim() >= 2:
+        return "embedding", "name"
+    # A weight owned directly by a container (an expert bank ``experts.w1``) is named by its leaf.
+    owned = leaf not in ("weight", "bias") and not leaf.startswith("original")
+    path = f"{module_path}.{_SHAPE_SUFFIX.sub('', leaf)}" if owned and module_path else module_path
+    last = path.rsplit(".", 1)[-1] if path else ""
+    in_stack = stack_of(path + ".") is not None
+    in_attn = bool(_ATTN_CTX.search(path))
+    source = "name"
     if last in _QKV:
-        return "attn_qkv"
+        return "attn_qkv", source
+    if not in_stack and last in _HEAD_OUTSIDE and param.dim() >= 2 and not in_attn:
+        return "head", source
     if in_attn or last.endswith("_proj") and last[:1] in "qkvo":
         if last in _Q:
-            return "attn_q"
+            return "attn_q", source
         if last in _K:
-            return "attn_k"
+            return "attn_k", source
         if last in _V:
-            return "attn_v"
-        if last in _ATTN_OUT or (module_path.endswith("out_proj")):
-            return "attn_out"
-    if last in _MLP_IN or (last == "dense" and ".intermediate." in f".{module_path}."):
-        return "mlp_in"
-    if last in _MLP_OUT or (last == "dense" and _MLP_CTX.search(module_path)):
-        return "mlp_out"
-    if last in _HEAD and param.dim() >= 2 and not STACK_RE.match(module_path + "."):
-        return "head"
-    return "other"
+            return "attn_v", source
+        if last in _ATTN_OUT or (path.endswith("out_proj")):
+            return "attn_out", source
+    if last in _MLP_IN or (last == "dense" and ".intermediate." in f".{path}."):
+        return "mlp_in", source
+    if last in _MLP_OUT or (last == "dense" and _MLP_CTX.search(path)):
+        return "mlp_out", source
+    weighty = weight_bearing(module) or is_conv1d_in_out(module)
+    return "other", "module" if weighty else source
+
+
+def fans_of(module: nn.Module, leaf: str, param: torch.Tensor, role: str) -> tuple[int | None, int | None]:
+    """``(fan_in, fan_out)`` of a parameter from its module's type: the inputs one output element sums over
+    and the outputs one input element feeds, whatever the storage layout.
+
+    * HF ``Conv1D`` stores ``[in, out]``; ``ConvTranspose`` ``[in, out/groups, *k]``;
+    * expert banks ``[E, out, in]`` give the fans of one expert (the convention of HF Mixtral and torchtitan);
+    * embedding-like parameters (``[vocab, d]``, ViT's ``cls_token [1, 1, d]``) have fan_in = d;
+    * everything else as ``torch.nn.init`` (``[out, in, *k]``).
+    """
+    shape = tuple(param.shape)
+    if len(shape) < 2 or role in ("bias", "norm", "residual_scale"):
+        return None, None
+    if role == "embedding":
+        return shape[-1], math.prod(shape) // max(shape[-1], 1)
+    if is_conv1d_in_out(module) and leaf == "weight":
+        return shape[0], shape[1]
+    if isinstance(module, nn.modules.conv._ConvTransposeNd) and leaf == "weight":
+        rf = math.prod(shape[2:])
+        return shape[0] // module.groups * rf, shape[1] * rf
+    if is_expert_bank(module, leaf, param):
+        return shape[2], shape[1]
+    return compute_fans(shape)
 
 
 @dataclass
@@ -97,6 +175,20 @@ class Located:
     layer: int | None
     n_layers: int | None
     stack: str
+    source: str = "name"
+    fan_in: int | None = None
+    fan_out: int | None = None
+    derived: str = ""  # set after the fill from another parameter (a weight-norm magnitude): why
+
+
+def param_owners(model: nn.Module) -> dict[str, tuple[str, str, nn.Module]]:
+    """``name -> (module path, leaf, module)`` for every parameter slot (tied slots included)."""
+    owners: dict[str, tuple[str, str, nn.Module]] = {}
+    for mpath, mod in model.named_modules(remove_duplicate=False):
+        for leaf, p in mod._parameters.items():
+            if p is not None:
+                owners.setdefault(f"{mpath}.{leaf}" if mpath else leaf, (mpath, leaf, mod))
+    return owners
 
 
 def locate(
@@ -104,44 +196,59 @@ def locate(
     names: list[str],
     depth: Callable[[str], int | None] | Mapping[str, int] | None = None,
     roles: Mapping[str, str] | None = None,
+    structure: Mapping[str, Any] | None = None,
 ) -> dict[str, Located]:
-    """Role and depth of each (deduplicated) parameter name of ``model``."""
-    owners: dict[str, tuple[str, str, nn.Module]] = {}
-    for mpath, mod in model.named_modules():
-        for leaf, p in mod._parameters.items():
-            if p is not None:
-                owners.setdefault(f"{mpath}.{leaf}" if mpath else leaf, (mpath, leaf, mod))
+    """Role, depth and fans of each (deduplicated) parameter name of ``model``.
+
+    ``structure``: what tracing the model's forward found (:func:`depthinit.structure.trace`); its roles,
+    fans and depths win over module types and names.
+    """
+    owners = param_owners(model)
     params = dict(model.named_parameters(remove_duplicate=False))
 
-    # Stacks of blocks, each numbered by rank of its index.
+    # Stacks of blocks, each numbered by rank of its index (the outermost stack of a name).
     stacks: dict[str, set[int]] = {}
     for n in names:
-        m = STACK_RE.match(n)
-        if m:
-            stacks.setdefault(m["stack"], set()).add(int(m["idx"]))
+        st = stack_of(n)
+        if st:
+            stacks.setdefault(st[0], set()).add(st[1])
     ranks = {s: {i: r + 1 for r, i in enumerate(sorted(idx))} for s, idx in stacks.items()}
 
     # Otherwise: weight-bearing layers in registration order.
-    order = [mpath for mpath, mod in model.named_modules() if weight_bearing(mod)]
+    aliases, derived = weight_aliases(model)
+    alias_mods = {id(a.module) for a in aliases.values()}
+    order = [mpath for mpath, mod in model.named_modules() if weight_bearing(mod) or id(mod) in alias_mods]
     layer_of = {mpath: i + 1 for i, mpath in enumerate(order)}
 
     out: dict[str, Located] = {}
     for n in names:
         mpath, leaf, mod = owners[n]
-        role = classify(n, leaf, mod, params[n], mpath)
-        m = STACK_RE.match(n)
-        if m:
-            loc = Located(role, ranks[m["stack"]][int(m["idx"])], len(ranks[m["stack"]]), m["stack"])
+        if n in aliases:  # a parametrized weight's direction: planned as that weight
+            a = aliases[n]
+            mpath, leaf, mod = a.path, a.tensor, a.module
+        role, source = _classify(f"{mpath}.{leaf}" if mpath else leaf, leaf, mod, params[n], mpath)
+        fan_in, fan_out = fans_of(mod, leaf, params[n], role)
+        if n in derived:
+            role, source, fan_in, fan_out = "other", "module", None, None
+        st = stack_of(n)
+        if st:
+            loc = Located(role, ranks[st[0]][st[1]], len(ranks[st[0]]), st[0], source, fan_in, fan_out)
         elif not stacks and mpath in layer_of:
-            loc = Located(role, layer_of[mpath], len(order), "")
+            loc = Located(role, layer_of[mpath], len(order), "", source, fan_in, fan_out)
         else:
-            loc = Located(role, None, None, "")
+            loc = Located(role, None, None, "", source, fan_in, fan_out)
+        loc.derived = derived.get(n, "")
         out[n] = loc
 
-    if not stacks and order:  # the last layer of a plain net is its head
+    if structure:
+        for n, t in structure.items():
+            if n in out:
+                t.update(out[n])
+    elif not stacks and order and not any(loc.role == "head" for loc in out.values()):
+        # The last layer of a plain net is its head (unless a layer is named as the head).
         last = order[-1]
         for n, loc in out.items():
-            if owners[n][0] == last and loc.role == "other":
+            if loc.role == "other" and (owners[n][0] == last or (n in aliases and aliases[n].path == last)):
                 loc.role = "head"
 
     if roles:
@@ -152,7 +259,7 @@ def locate(
         for n, loc in out.items():
             for rx, r in compiled:
                 if rx.search(n):
-                    loc.role = r
+                    loc.role, loc.source = r, "user"
     if depth is not None:
         _apply_depth(out, depth)
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -153,6 +154,7 @@ class ParamInfo:
     n_layers: int | None = None  # L of its stack (outside any stack: the model's largest L)
     fan_in: int | None = None
     fan_out: int | None = None
+    tied_head: bool = False  # an embedding that is also the output head (tied weights)
 
     @property
     def numel(self) -> int:
@@ -514,22 +516,27 @@ def megatron(p: ParamInfo, *, init_method_std: float = 0.02, distribution: str =
 def torchtitan_depth(p: ParamInfo, *, depth_init: bool = True, std: float = 0.02) -> Draw:
     """torchtitan Llama init: q/k/v and MLP ``w1`` trunc_normal(0.02); output projections (``wo``, ``w2``,
     ``w3``) trunc_normal(std_l) with ``std_l = 0.02 / sqrt(2·l)`` (``depth_init``, l = 1-based block index)
-    or ``0.02 / sqrt(2·L)``; token embedding N(0, 1); final head trunc_normal(dim^-½, ±3σ).
+    or ``0.02 / sqrt(2·L)``; token embedding N(0, 1); final head trunc_normal(dim^-½, ±3σ), also for an
+    embedding tied to the head. Expert banks (``w1/w2/w3``) as their dense counterparts.
 
     torchtitan ``models/llama/model.py`` (``init_weights``); trunc_normal bounds are torch's default ±2.
     """
     if (d := default_role_draw(p)) is not None:
         return d
-    if p.role == "embedding":
+    if p.role == "embedding" and not p.tied_head:
         return draw(1.0, "normal")
-    if p.role == "head":
-        fan_in, _ = p.require_fans("torchtitan_depth")
+    if p.role in ("head", "embedding"):  # a tied embedding gets the head's init, as torchtitan's tied models
+        fan_in = p.shape[-1]
         s = fan_in**-0.5
         return Draw("trunc_normal", 0.0, s, -3 * s, 3 * s)
-    if p.role in ("attn_out", "mlp_out") or (p.role == "mlp_in" and p.name.split(".")[-2:-1] == ["w3"]):
+    last = [_SHAPE_SUFFIX.sub("", x) for x in p.name.split(".")[-2:]]
+    if p.role in ("attn_out", "mlp_out") or (p.role == "mlp_in" and "w3" in last):
         depth = p.layer if (depth_init and p.layer) else (p.n_layers or 1)
         return fixed(std / math.sqrt(2.0 * depth), "trunc_normal")
     return fixed(std, "trunc_normal")
+
+
+_SHAPE_SUFFIX = re.compile(r"_[A-Z]+$")  # torchtitan's shape-suffixed names: ``w3_EFD``
 
 
 @register("olmo_mitchell", "mitchell")
