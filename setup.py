@@ -26,6 +26,11 @@ setup(
             "scikit-learn",
             "matplotlib",
             "tensorboard",
+            # peers whose own init the plans are compared with (tests/test_peers.py)
+            "transformers>=4.56",
+            "accelerate",
+            "torchtitan",
+            "ai2-olmo-core",
         ],
         "tb": ["tensorboard"],
         "plots": ["matplotlib"],

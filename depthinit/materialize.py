@@ -6,14 +6,22 @@
 
 Parameters are allocated uninitialized on the target, each distinct (tied) parameter once, as
 ``Module.to_empty`` does but keeping ties (no CPU copy, no default init), and filled through the plan in
-one fused launch per device. Buffers have no values on ``meta``, so each module that owns buffers
-re-creates them, in this order of preference:
+one fused launch per device. Buffers that hold values (a model built under accelerate's
+``init_empty_weights()``: parameters on meta, buffers real, as HF Llama's rotary ``inv_freq`` or BERT's
+``position_ids``) are moved to the target as they are. Buffers on ``meta`` have no values, so each module
+that owns one re-creates it, in this order of preference:
 
-1. ``buffers=callback``: ``callback(module_name, module)`` for every module that owns buffers;
+1. ``buffers=callback``: ``callback(module_name, module)`` for every module that owns meta buffers;
 2. the module's ``reset_running_stats()`` (BatchNorm and friends);
 3. the module's ``reset_parameters()`` or ``init_weights()`` (rotary tables, masks); it runs before the
-   plan is applied, so the plan's values win for that module's parameters;
-4. otherwise a ``ValueError`` names the buffers: never uninitialized memory in a model.
+   plan is applied, so the plan's values win for that module's parameters.
+
+Nothing is left uninitialized: before allocating, each method runs once on meta tensors, and a buffer it
+does not write (a causal ``mask`` that ``reset_parameters`` leaves alone, spectral norm's ``u``/``v``), or a
+parameter the plan does not define (``keep`` rows: a 1-D ``temperature``, residual scalars under a scheme
+that does not set them) and no ``reset_parameters()`` writes, refuses the model, naming them. A callback's
+writes are checked after it runs; anything it misses is refused the same way and the model goes back to
+``meta``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from torch import nn
 from .plan import InitPlan, plan
 
 BufferInit = Callable[[str, nn.Module], None]
+_BUFFER_METHODS = ("reset_running_stats", "reset_parameters", "init_weights")
 
 
 def materialize(
@@ -43,15 +52,20 @@ def materialize(
     """Allocate a meta-device model on ``device`` and fill it with ``scheme`` (or ``init_plan``).
 
     Args:
-        model: a module whose parameters are on ``meta`` (a module already materialized is refused).
+        model: a module whose parameters are on ``meta`` (a module already materialized is refused); its
+            buffers may be real (accelerate's ``init_empty_weights()``) or on meta.
         device: target device.
         scheme, seed, **options: as :func:`depthinit.plan`; ignored when ``init_plan`` is given.
-        init_plan: a ready plan (e.g. loaded with ``InitPlan.from_json``).
-        buffers: ``callback(module_name, module)`` that fills a module's buffers (see the module docs).
+        init_plan: a ready plan (e.g. loaded with ``InitPlan.from_json``, or with ``keep`` rows edited to a
+            constant).
+        buffers: ``callback(module_name, module)`` that fills a module's meta buffers (see the module docs).
         backend: ``auto``, ``torch`` or ``triton``.
 
     Returns:
         The plan that was applied.
+
+    Raises:
+        ValueError: before allocating, naming the buffers and parameters nothing would define.
     """
     params = list(model.parameters())
     if not params or not all(p.is_meta for p in params):
@@ -59,17 +73,101 @@ def materialize(
                          "(build it under `with torch.device('meta'):`); use plan(...).apply() for a real model")
     p = init_plan if init_plan is not None else plan(model, scheme, seed=seed, **options)
     check_memory(p, device)
+    meta_bufs = _meta_buffers(model)
+    methods = _rebuilders(model, p, buffers)  # dry run on meta: refuses before allocating
     _allocate(model, torch.device(device))
-    _init_buffers(model, buffers)
+    try:
+        _rebuild(model, methods, meta_bufs, buffers)
+    except ValueError:
+        _allocate(model, torch.device("meta"))  # never leave uninitialized memory behind
+        raise
     p.model = model
     p.apply(model, backend=backend)
     return p
 
 
+def _undefined_params(model: nn.Module, p: InitPlan) -> dict[str, tuple[str, str]]:
+    """Parameters the plan leaves as they are (``keep`` rows, not derived after the fill):
+    ``name -> (module path, leaf)``."""
+    from .reparam import MAGNITUDE_NOTE
+
+    keep = {}
+    for r in p.rows:
+        if r.distribution == "keep" and r.note != MAGNITUDE_NOTE:
+            for n in (r.name, *r.tied):
+                keep[n] = r.name
+    out = {}
+    for mpath, mod in model.named_modules():
+        for leaf, prm in mod._parameters.items():
+            full = f"{mpath}.{leaf}" if mpath else leaf
+            if prm is not None and full in keep and keep[full] not in out:
+                out[keep[full]] = (mpath, leaf)
+    return out
+
+
+def _snapshot(mod: nn.Module, leaves: list[str], kind: str) -> dict[str, tuple[int, int]]:
+    store = mod._buffers if kind == "buffer" else mod._parameters
+    return {leaf: (id(store[leaf]), store[leaf]._version) for leaf in leaves if store.get(leaf) is not None}
+
+
+def _written(mod: nn.Module, before: dict[str, tuple[int, int]], kind: str) -> set[str]:
+    store = mod._buffers if kind == "buffer" else mod._parameters
+    return {leaf for leaf, (ident, version) in before.items()
+            if store.get(leaf) is not None and (id(store[leaf]) != ident or store[leaf]._version != version)}
+
+
+def _rebuilders(model: nn.Module, p: InitPlan, callback: BufferInit | None) -> dict[str, str]:
+    """``module name -> method`` that re-creates its meta buffers and undefined parameters; checked by a
+    dry run on meta tensors. Raises naming everything that would stay uninitialized."""
+    undefined = _undefined_params(model, p)
+    params_of: dict[str, list[str]] = {}
+    for mpath, leaf in undefined.values():
+        params_of.setdefault(mpath, []).append(leaf)
+    missing: list[str] = []
+    methods: dict[str, str] = {}
+    for name, mod in model.named_modules():
+        meta_bufs = [b for b, t in mod._buffers.items() if t is not None and t.is_meta]
+        need_params = params_of.get(name, [])
+        if not meta_bufs and not need_params:
+            continue
+        pre = f"{name}." if name else ""
+        if callback is not None and meta_bufs and not need_params:
+            continue  # checked after it runs
+        candidates = [m for m in _BUFFER_METHODS if hasattr(mod, m)]
+        if need_params:
+            candidates = [m for m in candidates if m == "reset_parameters"]
+        done = False
+        for meth in candidates:
+            b0, p0 = _snapshot(mod, meta_bufs, "buffer"), _snapshot(mod, need_params, "param")
+            try:
+                with torch.no_grad():
+                    getattr(mod, meth)()
+            except Exception:  # noqa: BLE001 - a method that cannot run on meta is tried for real later
+                methods[name] = meth
+                done = True
+                break
+            if _written(mod, b0, "buffer") == set(meta_bufs) and _written(mod, p0, "param") == set(need_params):
+                methods[name] = meth
+                done = True
+                break
+        if not done:
+            missing += [f"{pre}{b} (buffer)" for b in meta_bufs] + [f"{pre}{x} (parameter)" for x in need_params]
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)} would hold uninitialized memory after materialization: no method of their "
+            "modules (reset_running_stats/reset_parameters/init_weights) writes them and the plan does not define "
+            "them; pass buffers=callback(module_name, module) for buffers, set the parameters' plan rows (e.g. "
+            "row.distribution = 'constant'; row.mean = 1.0) and pass init_plan=, or build the model under "
+            "accelerate's init_empty_weights() so that buffers keep their values"
+        )
+    return methods
+
+
 def _allocate(model: nn.Module, device: torch.device) -> None:
     """``Module.to_empty`` that keeps ties: each distinct parameter is allocated once (uninitialized) and
     every slot that shared it on ``meta`` shares the new tensor. (``to_empty`` from meta allocates each slot
-    separately, which both unties weights and allocates tied ones twice.)"""
+    separately, which both unties weights and allocates tied ones twice.) Buffers with values are moved;
+    meta buffers are allocated for their module to re-create."""
     new: dict[int, nn.Parameter] = {}
     for mod in model.modules():
         for name, prm in mod._parameters.items():
@@ -79,31 +177,39 @@ def _allocate(model: nn.Module, device: torch.device) -> None:
                 new[id(prm)] = nn.Parameter(torch.empty_like(prm, device=device), requires_grad=prm.requires_grad)
             mod._parameters[name] = new[id(prm)]
         for name, buf in mod._buffers.items():
-            if buf is not None:
+            if buf is None:
+                continue
+            if buf.is_meta or device.type == "meta":
                 mod._buffers[name] = torch.empty_like(buf, device=device)
+            else:
+                mod._buffers[name] = buf.to(device)
 
 
-def _init_buffers(model: nn.Module, callback: BufferInit | None) -> None:
+def _meta_buffers(model: nn.Module) -> dict[str, list[str]]:
+    out = {}
+    for name, mod in model.named_modules():
+        bufs = [b for b, t in mod._buffers.items() if t is not None and t.is_meta]
+        if bufs:
+            out[name] = bufs
+    return out
+
+
+def _rebuild(model: nn.Module, methods: dict[str, str], meta_bufs: dict[str, list[str]],
+             callback: BufferInit | None) -> None:
     missing = []
     with torch.no_grad():
         for name, mod in model.named_modules():
-            own = [b for b in mod._buffers.values() if b is not None]
-            if not own:
-                continue
-            if callback is not None:
+            if name in methods:
+                getattr(mod, methods[name])()
+            elif callback is not None and name in meta_bufs:
+                before = _snapshot(mod, meta_bufs[name], "buffer")
                 callback(name, mod)
-            elif hasattr(mod, "reset_running_stats"):
-                mod.reset_running_stats()
-            elif hasattr(mod, "reset_parameters"):
-                mod.reset_parameters()
-            elif hasattr(mod, "init_weights"):
-                mod.init_weights()
-            else:
-                missing += [f"{name}.{b}" if name else b for b, t in mod._buffers.items() if t is not None]
+                pre = f"{name}." if name else ""
+                missing += [f"{pre}{b}" for b in meta_bufs[name] if b not in _written(mod, before, "buffer")]
     if missing:
         raise ValueError(
-            f"buffers {', '.join(missing)} have no values after materialization and their modules have no "
-            "reset_running_stats/reset_parameters/init_weights: pass buffers=callback(module_name, module)"
+            f"buffers {', '.join(missing)} have no values after buffers=callback ran: the callback must write "
+            "every meta buffer of the modules it is given"
         )
 
 

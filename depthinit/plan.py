@@ -443,11 +443,7 @@ def plan(
     _check_seed(seed)
     from .rng import stream_id
 
-    named = list(model.named_parameters())  # deduplicated: a tied parameter appears once
-    all_named = list(model.named_parameters(remove_duplicate=False))
-    tied: dict[int, list[str]] = {}
-    for n, p in all_named:
-        tied.setdefault(id(p), []).append(n)
+    named, tied = tied_parameters(model)
 
     skipped: list[tuple[str, str]] = []
     usable: list[tuple[str, torch.Tensor]] = []
@@ -526,6 +522,27 @@ def plan(
                 stacklevel=2,
             )
     return result
+
+
+def tied_parameters(model: nn.Module) -> tuple[list[tuple[str, torch.Tensor]], dict[int, list[str]]]:
+    """The model's distinct parameters (first name each) and ``id -> every name`` of each: parameters tied
+    by identity (``b.weight = a.weight``) or through their storage (``b.weight = nn.Parameter(a.weight.data)``,
+    the same elements) are one parameter, filled once."""
+    named: list[tuple[str, torch.Tensor]] = []
+    tied: dict[int, list[str]] = {}
+    first: dict[object, torch.Tensor] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        key: object = id(p)
+        if not p.is_meta and not _is_dtensor(p) and p.numel():
+            key = (p.device, p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape), tuple(p.stride()),
+                   p.dtype)
+        owner = first.setdefault(key, p)
+        if owner is p and id(p) not in tied:
+            named.append((n, p))
+        tied.setdefault(id(owner), []).append(n)
+        if owner is not p:
+            tied[id(p)] = tied[id(owner)]
+    return named, tied
 
 
 def init_(model: nn.Module, scheme: str = "he", *, seed: int = 0, backend: str = "auto", **options: Any) -> InitPlan:

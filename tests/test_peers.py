@@ -1,0 +1,280 @@
+"""depthinit's plans against the real thing: each project's own init, parameter by parameter.
+
+Every family is built from a config (tiny sizes, no download), initialized by its own code (HF
+``post_init``/``_init_weights``, torchtitan ``init_weights``, OLMo-core ``init_weights``), and every
+parameter's measured mean, std and range is compared with the matching depthinit scheme's plan row.
+
+Tolerances: a sample std of n i.i.d. draws has relative standard error ~1/sqrt(2n) and a sample mean
+std/sqrt(n); the checks allow 6 of those (a false failure ~1e-9 per tensor with the fixed seeds). The
+smallest checked tensor has 128 elements (ViT's cls_token: 0.5x/2x errors are still far outside), weight
+matrices have >= 16k elements (6 SE = 3.3 %). Constants (biases, norms, padding rows) must match exactly.
+Truncated rows: the peer's values must lie inside the plan's bounds, and the plan's std is compared after
+truncation (the std of the truncated distribution). ``DEPTHINIT_PEER_TABLE=path`` appends the per-parameter
+table (parameter, peer std, depthinit std) to a file, for the record.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import pytest
+import torch
+
+import depthinit as di
+
+pytestmark = pytest.mark.peers
+
+
+def _trunc_std(r) -> float:
+    """Std of N(mean, std²) truncated to [low, high] (symmetric about the mean in every scheme)."""
+    if r.distribution != "trunc_normal":
+        return r.std
+    t = (r.high - r.mean) / r.std
+    if t > 8:
+        return r.std
+    phi = math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
+    return r.std * math.sqrt(1 - 2 * t * phi / math.erf(t / math.sqrt(2)))
+
+
+def compare(family: str, model: torch.nn.Module, plan: di.InitPlan, skip: dict[str, str] | None = None,
+            peer_clamp: float | None = None) -> list[tuple[str, float, float]]:
+    """Check every plan row against the peer's tensor; returns (name, peer std, depthinit std) rows.
+    ``peer_clamp``: the peer truncates at ±peer_clamp·σ where the plan's clamp is wider (the std is then
+    compared with the std of σ truncated at ±peer_clamp·σ)."""
+    import re
+
+    params = dict(model.named_parameters(remove_duplicate=False))
+    pads = {f"{n}.weight" if n else "weight": m.padding_idx for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Embedding) and m.padding_idx is not None}
+    table, checked = [], 0
+    for r in plan:
+        if skip and any(re.search(rx, r.name) for rx in skip):
+            continue
+        t = params[r.name].detach().double()
+        if r.name in pads:  # padding rows: zero in the peer, and planned to stay zero
+            assert torch.all(t[pads[r.name]] == 0), f"{family} {r.name}: peer padding row not zero"
+            assert "padding row" in r.note, f"{family} {r.name}: padding row not kept zero"
+            t = torch.cat([t[: pads[r.name]], t[pads[r.name] + 1:]])
+        if r.distribution == "constant":
+            assert torch.all(t == r.mean), f"{family} {r.name}: peer is not the constant {r.mean}"
+            continue
+        assert r.distribution in ("normal", "uniform", "trunc_normal"), (r.name, r.distribution)
+        n = t.numel()
+        want = _trunc_std(r) if r.distribution == "trunc_normal" else r.std
+        if peer_clamp is not None and r.distribution == "trunc_normal" and (r.high - r.mean) > peer_clamp * r.std:
+            want = _trunc_std(type("R", (), {"distribution": "trunc_normal", "mean": r.mean, "std": r.std,
+                                             "high": r.mean + peer_clamp * r.std})())
+        got = t.std().item()
+        assert abs(got - want) <= 6 * want / math.sqrt(2 * n), (
+            f"{family} {r.name}: peer std {got:.5g}, depthinit {want:.5g} (role {r.role}, fans {r.fan_in}/{r.fan_out})")
+        assert abs(t.mean().item() - r.mean) <= 6 * want / math.sqrt(n), f"{family} {r.name}: mean"
+        if r.low is not None:
+            assert t.min().item() >= r.low - 1e-6 * want and t.max().item() <= r.high + 1e-6 * want, (
+                f"{family} {r.name}: peer range [{t.min().item():.4g}, {t.max().item():.4g}] outside the plan's "
+                f"[{r.low:.4g}, {r.high:.4g}]")
+        table.append((r.name, got, want))
+        checked += 1
+    assert checked >= 4, f"{family}: only {checked} rows checked"
+    out = os.environ.get("DEPTHINIT_PEER_TABLE")
+    if out:
+        with open(out, "a") as f:
+            f.write(f"\n### {family} (scheme {plan.scheme})\n\n")
+            f.write("| parameter | peer std | depthinit std |\n|---|---|---|\n")
+            for name, got, want in table:
+                f.write(f"| `{name}` | {got:.5g} | {want:.5g} |\n")
+            src = {}
+            for r in plan:
+                src[r.source] = src.get(r.source, 0) + 1
+            f.write(f"\nrole sources: {', '.join(f'{k or chr(45)}: {v}' for k, v in sorted(src.items()))}\n")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------- HF
+
+
+def _hf():
+    transformers = pytest.importorskip("transformers")
+    transformers.logging.set_verbosity_error()
+    return transformers
+
+
+def _quiet():
+    return warnings.catch_warnings()
+
+
+def test_hf_gpt2_gpt2_scheme_and_conv1d_fans():
+    T = _hf()
+    torch.manual_seed(0)
+    m = T.GPT2LMHeadModel(T.GPT2Config(n_layer=4, n_embd=128, n_head=4, vocab_size=512, n_positions=64,
+                                       bos_token_id=0, eos_token_id=0))
+    p = di.plan(m, "gpt2")
+    compare("HF GPT-2", m, p)
+    r = p["transformer.h.0.mlp.c_fc.weight"]  # Conv1D [in=128, out=512]
+    assert (r.fan_in, r.fan_out) == (128, 512)
+    he = di.plan(m, "he")
+    assert he["transformer.h.0.mlp.c_fc.weight"].std == pytest.approx(math.sqrt(2 / 128))  # 0.125, not 0.0625
+    assert he["transformer.h.0.mlp.c_proj.weight"].std == pytest.approx(math.sqrt(2 / 512))
+    assert he["transformer.h.0.attn.c_attn.weight"].fan_in == 128
+
+
+def test_hf_llama_normal_scheme_and_padding_row():
+    T = _hf()
+    torch.manual_seed(0)
+    m = T.LlamaForCausalLM(T.LlamaConfig(num_hidden_layers=2, hidden_size=128, intermediate_size=256,
+                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
+                                         pad_token_id=3))
+    p = di.plan(m, "normal", std=0.02)
+    compare("HF Llama", m, p)
+    q = di.plan(m, "he")
+    q.apply()
+    assert torch.all(m.model.embed_tokens.weight[3] == 0) and m.model.embed_tokens.weight[4].abs().sum() > 0
+
+
+def test_hf_bert_normal_scheme():
+    T = _hf()
+    torch.manual_seed(0)
+    m = T.BertForMaskedLM(T.BertConfig(num_hidden_layers=2, hidden_size=128, intermediate_size=256,
+                                       num_attention_heads=4, vocab_size=512, pad_token_id=0))
+    compare("HF BERT", m, di.plan(m, "normal", std=0.02))
+
+
+def test_hf_mixtral_expert_banks():
+    T = _hf()
+    torch.manual_seed(0)
+    m = T.MixtralForCausalLM(T.MixtralConfig(num_hidden_layers=2, hidden_size=128, intermediate_size=256,
+                                             num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
+                                             num_local_experts=4, num_experts_per_tok=2))
+    compare("HF Mixtral", m, di.plan(m, "normal", std=0.02))
+    he = di.plan(m, "he")
+    up, down = he["model.layers.0.mlp.experts.gate_up_proj"], he["model.layers.0.mlp.experts.down_proj"]
+    assert (up.role, up.fan_in, down.role, down.fan_in) == ("mlp_in", 128, "mlp_out", 256)
+    assert down.std == pytest.approx(math.sqrt(2 / 256))  # per expert; the whole bank gave 0.0055
+    g = di.plan(m, "gpt2")
+    assert g["model.layers.1.mlp.experts.down_proj"].std == pytest.approx(0.02 / math.sqrt(4))
+
+
+def test_hf_vit_normal_scheme_and_token_embeddings():
+    T = _hf()
+    torch.manual_seed(0)
+    m = T.ViTForImageClassification(T.ViTConfig(num_hidden_layers=2, hidden_size=128, intermediate_size=256,
+                                                num_attention_heads=4, image_size=32, patch_size=4, num_labels=10))
+    compare("HF ViT", m, di.plan(m, "normal", std=0.02))
+    he = di.plan(m, "he")
+    for name in ("vit.embeddings.cls_token", "vit.embeddings.position_embeddings"):
+        assert he[name].role == "embedding" and he[name].fan_in == 128
+
+
+def test_hf_t5_fan_in_rows_and_block_depth():
+    """T5's init is 1/sqrt(fan_in) (LeCun) on k, v, o, wi, wo; q folds the attention scale (an extra
+    d_kv^-1/2) and the shared embedding is N(0, 1): those two are T5's own choices, not compared."""
+    T = _hf()
+    torch.manual_seed(0)
+    m = T.T5ForConditionalGeneration(T.T5Config(num_layers=4, num_decoder_layers=4, d_model=128, d_ff=256, d_kv=32,
+                                                num_heads=4, vocab_size=512))
+    p = di.plan(m, "lecun")
+    compare("HF T5", m, p, skip={r"\.q\.weight$": "attention scale folded into q", r"^shared\.": "std 1",
+                                 r"relative_attention_bias": "std (d_model)^-1/2 on a [buckets, heads] table"})
+    r = p["encoder.block.2.layer.1.DenseReluDense.wo.weight"]
+    assert (r.layer, r.n_layers) == (3, 4)  # block 2 of 4, not layer 1 of 2
+    d = di.plan(m, "deepnorm", architecture="encoder_decoder")
+    assert d.constants["encoder_alpha"] == pytest.approx(0.81 * (4**4 * 4) ** (1 / 16))
+
+
+# ---------------------------------------------------------------------------------------------- torchtitan
+
+
+def _torchtitan_llama(tied: bool, dim: int = 128, n_layers: int = 4, vocab: int = 512):
+    pytest.importorskip("torchtitan")
+    from torchtitan.models.common import ComplexRoPE, Embedding, Linear, RMSNorm
+    from torchtitan.models.llama3 import (
+        _EMBEDDING_INIT,
+        _EMBEDDING_SKIP_INIT,
+        _NORM_INIT,
+        _build_llama3_layers,
+        _output_linear_init,
+    )
+    from torchtitan.models.llama3.model import Llama3Model
+
+    cfg = Llama3Model.Config(
+        dim=dim, vocab_size=vocab, enable_weight_tying=tied,
+        tok_embeddings=Embedding.Config(num_embeddings=vocab, embedding_dim=dim,
+                                        param_init=_EMBEDDING_SKIP_INIT if tied else _EMBEDDING_INIT),
+        norm=RMSNorm.Config(normalized_shape=dim, param_init=_NORM_INIT),
+        lm_head=Linear.Config(in_features=dim, out_features=vocab, param_init=_output_linear_init(dim)),
+        layers=_build_llama3_layers(n_layers=n_layers, dim=dim, n_heads=4, n_kv_heads=2, hidden_dim=256,
+                                    fuse_qkv=True, attn_backend="flex",
+                                    rope=ComplexRoPE.Config(dim=dim // 4, max_seq_len=64, theta=500000,
+                                                            scaling="llama")))
+    return cfg
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_torchtitan_llama3(tied):
+    cfg = _torchtitan_llama(tied)
+    torch.manual_seed(0)
+    m = cfg.build()
+    m.init_weights()
+    p = di.plan(m, "torchtitan_depth")
+    compare(f"torchtitan Llama3 ({'tied' if tied else 'untied'})", m, p)
+    if tied:
+        r = p["tok_embeddings.weight"]
+        assert r.tied == ("lm_head.weight",) and r.std == pytest.approx(128**-0.5) and r.high == pytest.approx(
+            3 * 128**-0.5)
+
+
+def test_torchtitan_qwen3_moe_expert_banks():
+    """torchtitan's Qwen3-MoE: N(0, 0.02) everywhere, Megatron's 0.02/sqrt(2L) on the attention output and
+    the experts' down projections (``w2_EDF`` banks [E, D, F]) — depthinit's ``megatron`` scheme."""
+    pytest.importorskip("torchtitan")
+    from torchtitan.models.common import CosSinRoPE, Embedding, Linear
+    from torchtitan.models.qwen3 import _EMBEDDING_INIT, _LINEAR_INIT, _build_qwen3_moe_layers, _qwen3_norm
+    from torchtitan.models.qwen3.model import Qwen3Model
+
+    dim, vocab, L = 128, 512, 4
+    cfg = Qwen3Model.Config(
+        vocab_size=vocab, dim=dim, norm=_qwen3_norm(dim),
+        tok_embeddings=Embedding.Config(num_embeddings=vocab, embedding_dim=dim, param_init=_EMBEDDING_INIT),
+        lm_head=Linear.Config(in_features=dim, out_features=vocab, param_init=_LINEAR_INIT),
+        layers=_build_qwen3_moe_layers(n_layers=L, dim=dim, n_heads=4, n_kv_heads=2, head_dim=32, moe_hidden_dim=64,
+                                       num_experts=4, top_k=2, attn_backend="flex", moe_comm_backend="standard",
+                                       rope=CosSinRoPE.Config(dim=32, max_seq_len=64, theta=1000000.0)))
+    torch.manual_seed(0)
+    m = cfg.build()
+    m.init_weights()
+    p = di.plan(m, "megatron")
+    compare("torchtitan Qwen3-MoE", m, p)
+    w2 = [r for r in p if r.name.endswith("w2_EDF")]
+    assert w2 and all(r.role == "mlp_out" and r.fan_in == 64 for r in w2)
+
+
+# ---------------------------------------------------------------------------------------------- OLMo-core
+
+
+def _olmo_core(init_method: str):
+    pytest.importorskip("olmo_core")
+    from olmo_core.nn.transformer import InitMethod, TransformerConfig
+
+    cfg = TransformerConfig.llama_like(d_model=128, vocab_size=512, n_layers=4, n_heads=4, hidden_size_multiple_of=64,
+                                       init_method=InitMethod(init_method))
+    m = cfg.build(init_device="cpu")
+    m.init_weights(device=torch.device("cpu"))
+    return m
+
+
+def test_olmo_core_normal():
+    """OLMo-core's default: every linear and embedding trunc_normal(0.02, ±3σ)."""
+    m = _olmo_core("normal")
+    p = di.plan(m, "trunc_normal", std=0.02, a=-0.06, b=0.06)
+    compare("OLMo-core (normal)", m, p)
+    assert p["lm_head.w_out.weight"].role == "head" and p["blocks.3.attention.w_out.weight"].role == "attn_out"
+
+
+def test_olmo_core_llama_depth_vs_torchtitan_depth():
+    """OLMo-core's ``llama_depth`` has torchtitan's stds (w_out, w2, w3: 0.02/sqrt(2l); embedding N(0,1); head
+    d^-1/2) with ±3σ clamps where torchtitan uses torch's default ±2: stds compared, peer inside the bounds."""
+    m = _olmo_core("llama_depth")
+    p = di.plan(m, "torchtitan_depth")
+    compare("OLMo-core (llama_depth)", m, p, peer_clamp=3.0)
+    assert [p[f"blocks.{i}.attention.w_out.weight"].layer for i in range(4)] == [1, 2, 3, 4]
