@@ -36,6 +36,7 @@ _MLP_IN = {"c_fc", "fc1", "w1", "w3", "gate_proj", "up_proj", "fc_in", "dense_h_
            "linear1", "ff_proj", "linear_fc1", "gate_up_proj"}
 _MLP_OUT = {"c_proj", "fc2", "w2", "down_proj", "fc_out", "dense_4h_to_h", "wo", "lin2", "linear2", "ff_out",
             "linear_fc2"}
+_ATTN_OUT_ANY = {"attn_out", "o_proj", "out_proj"}  # attention outputs by name alone (original OLMo's blocks)
 _HEAD = {"lm_head", "head", "classifier", "output", "fc", "out", "score", "output_layer"}
 # Output layers of a whole model (outside any block stack): original OLMo's ``transformer.ff_out``,
 # OLMo-core's ``lm_head.w_out``.
@@ -126,6 +127,8 @@ def _classify(pname: str, leaf: str, module: nn.Module, param: torch.Tensor, mod
     source = "name"
     if last in _QKV:
         return "attn_qkv", source
+    if last in _ATTN_OUT_ANY:
+        return "attn_out", source
     if not in_stack and last in _HEAD_OUTSIDE and param.dim() >= 2 and not in_attn:
         return "head", source
     if in_attn or last.endswith("_proj") and last[:1] in "qkvo":

@@ -94,3 +94,90 @@ def test_cli_plans_a_1_5b_model_without_allocating_it():
     assert "transformer.h.47.mlp.c_proj.weight" in out.stdout
     peak_kib = int(out.stderr.strip().splitlines()[-1])
     assert peak_kib < 1024 * 1024  # < 1 GiB, far below the 6.2 GB a real allocation would take
+
+
+class _Temperature(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.temperature = nn.Parameter(torch.ones(1))  # no norm, no fan: the plan keeps it
+
+
+class _CausalMask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("mask", torch.tril(torch.ones(4, 4)))
+
+
+def test_undefined_rows_and_unwritten_buffers_refused_before_allocating():
+    with torch.device("meta"):
+        model = _Temperature()
+    with pytest.raises(ValueError, match=r"temperature \(parameter\).*init_plan="):
+        di.materialize(model, device="cpu", scheme="he")
+    assert all(p.is_meta for p in model.parameters())
+    plan = di.plan(model, "he")
+    plan["temperature"].distribution, plan["temperature"].mean = "constant", 1.0  # the user defines it
+    di.materialize(model, device="cpu", init_plan=plan)
+    assert model.temperature.item() == 1.0
+
+    with torch.device("meta"):
+        model = _CausalMask()  # Linear.reset_parameters exists but never writes the mask
+    with pytest.raises(ValueError, match=r"^mask \(buffer\)"):
+        di.materialize(model, device="cpu", scheme="he")
+    assert all(p.is_meta for p in model.parameters())
+
+    with torch.device("meta"):
+        sn = nn.utils.spectral_norm(nn.Linear(4, 4))  # u, v buffers: nothing re-creates them
+    with pytest.raises(ValueError, match=r"weight_u \(buffer\).*weight_v \(buffer\)"):
+        di.materialize(sn, device="cpu", scheme="he")
+
+
+def test_callback_that_misses_a_buffer_is_refused():
+    with torch.device("meta"):
+        model = Rotary(8)
+    with pytest.raises(ValueError, match="inv_freq have no values after buffers=callback"):
+        di.materialize(model, device="cpu", scheme="he", buffers=lambda name, mod: None)
+    assert all(p.is_meta for p in model.parameters())  # back on meta: no uninitialized memory left
+
+
+def _hf_models():
+    T = pytest.importorskip("transformers")
+    T.logging.set_verbosity_error()
+    return {
+        "llama": lambda: T.LlamaForCausalLM(T.LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+                                                          num_attention_heads=4, vocab_size=64)),
+        "bert": lambda: T.BertForMaskedLM(T.BertConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+                                                       num_attention_heads=4, vocab_size=64)),
+    }
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("family", ["llama", "bert"])
+def test_init_empty_weights_models_keep_their_buffers(family):
+    accelerate = pytest.importorskip("accelerate")
+    build_fn = _hf_models()[family]
+    with accelerate.init_empty_weights():
+        model = build_fn()
+    plan = di.materialize(model, device="cpu", scheme="normal", seed=0)
+    ref = dict(build_fn().named_buffers())
+    bufs = dict(model.named_buffers())
+    assert bufs and all(torch.equal(b, ref[n]) for n, b in bufs.items())  # inv_freq / position_ids as built
+    assert all(not p.is_meta for p in model.parameters()) and len(plan) > 0
+
+
+@pytest.mark.peers
+def test_torchtitan_rope_cache_kept_under_init_empty_weights():
+    accelerate = pytest.importorskip("accelerate")
+    pytest.importorskip("torchtitan")
+    from tests.test_peers import _torchtitan_llama
+
+    cfg = _torchtitan_llama(tied=True, dim=32, n_layers=2, vocab=64)
+    with accelerate.init_empty_weights():
+        model = cfg.build()
+    di.materialize(model, device="cpu", scheme="torchtitan_depth", seed=0)
+    ref = dict(cfg.build().named_buffers())
+    assert all(torch.equal(b, ref[n]) for n, b in model.named_buffers())
+    # (init_empty_weights re-wraps every registered parameter, which unties torchtitan's tied head: each is
+    # then planned and filled on its own, with the head's and the embedding's init.)
+    assert all(not p.is_meta for p in model.parameters())
