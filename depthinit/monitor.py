@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from . import stats as _stats
 from .alerts import AlertEvent, Alerts
+from .layouts import FUSED, SEPARATE, fused_layout
 from .roles import locate
 from .sinks import Sink, call_safely
 
@@ -62,9 +63,8 @@ N_FIELDS = _stats.N_FIELDS
 COUNT, MEAN, M2, SUMSQ, MIN, MAX, ABSMAX, NONFINITE, ZEROS = range(N_FIELDS)
 KINDS = ("weight", "grad", "act", "update")
 UPDATE_MODES = ("norm", "exact", None)
-DEFAULT_QKV = ("c_attn", "qkv", "Wqkv", "wqkv")
-_SEPARATE = {"q": ("q_proj", "wq", "query", "to_q", "q_lin"), "k": ("k_proj", "wk", "key", "to_k", "k_lin"),
-             "v": ("v_proj", "wv", "value", "to_v", "v_lin")}
+DEFAULT_QKV = tuple(FUSED)  # the layouts of depthinit.layouts
+_SEPARATE = SEPARATE
 _PART_OF = {n: part for part, names in _SEPARATE.items() for n in names}
 _WRAPPERS = {"_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module"}
 _PREFIXES = ("module", "model", "transformer")
@@ -437,11 +437,16 @@ class VarianceMonitor:
         for key, sz in self._qkv:
             if _name_matches(key, mname):
                 sizes = sz
-        if sizes == "none":
-            if last not in DEFAULT_QKV:
-                return None
-            sizes = None
         w = mod._parameters.get("weight")
+        if sizes == "none":
+            if last not in DEFAULT_QKV or w is None:
+                return None
+            lay = fused_layout(self.model, mname, mod, self._out_features(mod, w))
+            if lay.sizes is None or lay.names != ("q", "k", "v"):
+                warnings.warn(f"VarianceMonitor: {lay.warning or f'{mname}: {lay.kind} layout'}; not split into "
+                              "q/k/v (give its sizes in qkv_modules)", stacklevel=3)
+                return None
+            return lay.sizes  # type: ignore[return-value]
         if w is None:
             return None
         out = self._out_features(mod, w)

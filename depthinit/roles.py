@@ -19,17 +19,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from .layouts import FUSED, SEPARATE
 from .reparam import weight_aliases
 from .schemes import _SHAPE_SUFFIX, ROLES, compute_fans
 
 STACK_RE = re.compile(r"^(?P<stack>(?:.*\.)?(?:layers|h|blocks|layer|block))\.(?P<idx>\d+)\.")
 _STACK_ANY = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer|block)\.(\d+)\.")
 
-_QKV = {"c_attn", "qkv", "wqkv", "qkv_proj", "in_proj", "query_key_value", "Wqkv", "w_qkv", "att_proj",
-        "linear_qkv"}
-_Q = {"q_proj", "wq", "query", "q", "to_q", "q_lin", "w_q"}
-_K = {"k_proj", "wk", "key", "k", "to_k", "k_lin", "w_k"}
-_V = {"v_proj", "wv", "value", "v", "to_v", "v_lin", "w_v"}
+_QKV = set(FUSED)
+_Q, _K, _V = (set(SEPARATE[x]) for x in "qkv")
 _ATTN_OUT = {"c_proj", "out_proj", "o_proj", "wo", "dense", "proj", "to_out", "o", "out_lin", "w_out", "attn_out",
              "linear_proj"}
 _MLP_IN = {"c_fc", "fc1", "w1", "w3", "gate_proj", "up_proj", "fc_in", "dense_h_to_4h", "wi", "wi_0", "wi_1", "lin1",
