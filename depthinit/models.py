@@ -92,6 +92,10 @@ class GPT2(nn.Module):
         self.lm_head = nn.Linear(n_embd, vocab, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied
 
+    def example_input(self) -> torch.Tensor:
+        """A batch of token ids for one traced forward (``depthinit.structure``)."""
+        return torch.zeros(1, min(8, self.block_size), dtype=torch.long)
+
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         T = idx.size(1)
         if T > self.block_size:

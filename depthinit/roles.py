@@ -22,6 +22,7 @@ from torch import nn
 from .layouts import FUSED, SEPARATE
 from .reparam import weight_aliases
 from .schemes import _SHAPE_SUFFIX, ROLES, compute_fans
+from .schemes import RESIDUAL_OUT_ROLES as RESIDUAL_OUT
 
 STACK_RE = re.compile(r"^(?P<stack>(?:.*\.)?(?:layers|h|blocks|layer|block))\.(?P<idx>\d+)\.")
 _STACK_ANY = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer|block)\.(\d+)\.")
@@ -241,11 +242,8 @@ def locate(
         loc.derived = derived.get(n, "")
         out[n] = loc
 
-    if structure:
-        for n, t in structure.items():
-            if n in out:
-                t.update(out[n])
-    elif not stacks and order and not any(loc.role == "head" for loc in out.values()):
+    traced_head = _merge_traced(out, structure, owners, params, bool(stacks)) if structure else False
+    if not traced_head and not stacks and order and not any(loc.role == "head" for loc in out.values()):
         # The last layer of a plain net is its head (unless a layer is named as the head).
         last = order[-1]
         for n, loc in out.items():
@@ -264,6 +262,54 @@ def locate(
     if depth is not None:
         _apply_depth(out, depth)
     return out
+
+
+def _merge_traced(out: dict[str, Located], structure: Any, owners: dict, params: dict, has_stacks: bool) -> bool:
+    """Roles, fans and (without named block stacks) depths from a traced forward (depthinit.structure).
+    Returns whether the trace found the head."""
+    found_head = False
+    traced = structure.params
+    module_layer: dict[str, tuple[int | None, int | None]] = {}
+    for n, loc in out.items():
+        t = traced.get(n)
+        if t is None or not t.uses:
+            continue
+        p = params[n]
+        loc.source = "traced"
+        if t.fan_in is not None and ("contraction" in t.uses or "embedding" in t.uses):
+            loc.fan_in, loc.fan_out = t.fan_in, t.fan_out
+        role = loc.role
+        if "embedding" in t.uses and role == "other":
+            role = "embedding"
+        elif t.uses == {"add"} and role == "other":
+            role = "embedding" if p.dim() >= 2 else "bias"
+        elif t.residual_scale and p.numel() <= 1:
+            role = "residual_scale"
+        elif t.uses == {"scale"} and role == "other" and p.dim() == 1:
+            role = "norm"
+        if t.residual_out and role not in RESIDUAL_OUT:
+            role = "attn_out" if role.startswith("attn") or _ATTN_CTX.search(owners[n][0]) else "mlp_out"
+        if t.head and not t.residual_out and role in ("other", "mlp_out", "attn_out", "head"):
+            role, found_head = "head", True
+        elif t.head and role == "embedding":
+            found_head = True  # a tied embedding/head: the slot names say which
+        if role != loc.role and loc.role in ("bias", "norm") and role not in ("bias", "norm"):
+            role = loc.role  # module types know biases and norms for sure
+        loc.role = role
+        if "embedding" in role or role == "head":
+            loc.fan_in, loc.fan_out = (p.shape[-1], p.numel() // max(p.shape[-1], 1)) if p.dim() >= 2 else (None, None)
+        if not has_stacks and "contraction" in t.uses:
+            if structure.n_branches:
+                lyr, L = t.branch, structure.n_branches
+            else:
+                lyr, L = t.order, structure.n_weight_ops
+            loc.layer, loc.n_layers = (lyr, L) if lyr is not None else (None, None)
+            module_layer[owners[n][0]] = (loc.layer, loc.n_layers)
+    if not has_stacks:  # a layer's other parameters (its bias) share its weight's depth
+        for n, loc in out.items():
+            if owners[n][0] in module_layer and "contraction" not in getattr(traced.get(n), "uses", ()):
+                loc.layer, loc.n_layers = module_layer[owners[n][0]]
+    return found_head
 
 
 def _apply_depth(out: dict[str, Located], depth) -> None:
