@@ -296,7 +296,7 @@ def _merge_traced(out: dict[str, Located], structure: Any, owners: dict, params:
         if role != loc.role and loc.role in ("bias", "norm") and role not in ("bias", "norm"):
             role = loc.role  # module types know biases and norms for sure
         loc.role = role
-        if "embedding" in role or role == "head":
+        if role == "embedding" and t.fan_in is None:  # a table added to activations (ViT's position_embeddings)
             loc.fan_in, loc.fan_out = (p.shape[-1], p.numel() // max(p.shape[-1], 1)) if p.dim() >= 2 else (None, None)
         if not has_stacks and "contraction" in t.uses:
             if structure.n_branches:

@@ -1,8 +1,9 @@
-"""Structure from the model's own computation: one forward on meta tensors, recording how each parameter
+"""Structure from the model's own computation: one forward on fake tensors, recording how each parameter
 is used.
 
-:func:`trace` runs the model once with every parameter, buffer and input replaced by a ``meta`` tensor (no
-memory, no compute) under a ``TorchDispatchMode`` that sees every aten op, and records for each parameter:
+:func:`trace` runs the model once with every parameter, buffer and input replaced by a fake tensor
+(``FakeTensorMode``: shapes and dtypes only, no memory, no compute) under a ``TorchDispatchMode`` that
+sees every aten op, and records for each parameter:
 
 * the op that consumes it and how: a **contraction** (``mm``/``addmm``/``bmm``/``_grouped_mm``/
   ``convolution``: which of its dimensions is summed over gives the exact ``fan_in``/``fan_out`` for any
@@ -310,6 +311,10 @@ def default_example(model: nn.Module) -> Any:
 def trace(model: nn.Module, example: Any = None) -> Structure | None:
     """Run one forward of ``model`` on meta tensors and return what it showed (None when there is no
     example input or the forward cannot run on meta)."""
+    from .distributed import is_dtensor
+
+    if type(model).__name__ == "OptimizedModule" or any(is_dtensor(p) for p in model.parameters()):
+        return None  # a compiled or sharded model: its forward would compile or communicate
     if example is None:
         example = default_example(model)
     if example is None:
@@ -320,8 +325,8 @@ def trace(model: nn.Module, example: Any = None) -> Structure | None:
     fake = FakeTensorMode(allow_non_fake_inputs=False)
 
     def to_fake(t: torch.Tensor) -> torch.Tensor:
-        return fake.from_tensor(t if t.is_meta else torch.empty_like(t, device="meta") if t.is_floating_point()
-                                else t.to("meta"))
+        with fake:  # a fake CPU tensor: no memory, whatever the original's device (meta included)
+            return torch.empty(t.shape, dtype=t.dtype, device="cpu")
 
     subs = {n: to_fake(p) for n, p in model.named_parameters()}
     bufs = {n: to_fake(b) for n, b in model.named_buffers()}

@@ -278,3 +278,44 @@ def test_olmo_core_llama_depth_vs_torchtitan_depth():
     p = di.plan(m, "torchtitan_depth")
     compare("OLMo-core (llama_depth)", m, p, peer_clamp=3.0)
     assert [p[f"blocks.{i}.attention.w_out.weight"].layer for i in range(4)] == [1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------------------------- traced vs rules
+
+
+def _hf_builders(T):
+    return {
+        "gpt2": lambda: T.GPT2LMHeadModel(T.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=128, n_positions=32,
+                                                       bos_token_id=0, eos_token_id=0)),
+        "llama": lambda: T.LlamaForCausalLM(T.LlamaConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
+                                                          num_attention_heads=4, num_key_value_heads=2,
+                                                          vocab_size=128)),
+        "bert": lambda: T.BertForMaskedLM(T.BertConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
+                                                       num_attention_heads=4, vocab_size=128)),
+        "t5": lambda: T.T5ForConditionalGeneration(T.T5Config(num_layers=2, num_decoder_layers=2, d_model=64, d_ff=128,
+                                                              d_kv=16, num_heads=4, vocab_size=128)),
+        "vit": lambda: T.ViTForImageClassification(T.ViTConfig(num_hidden_layers=2, hidden_size=64,
+                                                               intermediate_size=128, num_attention_heads=4,
+                                                               image_size=16, patch_size=4, num_labels=10)),
+    }
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "bert", "t5", "vit"])
+def test_hf_traced_structure_agrees_with_module_and_name_rules(family):
+    """Where the name tables are right, the traced forward says the same (roles, fans, depths); every row
+    of the traced plan is then sourced 'traced'."""
+    T = _hf()
+    m = _hf_builders(T)[family]()
+    traced, rules = di.plan(m, "he"), di.plan(m, "he", example=False)
+    assert all(r.source == "traced" for r in traced)
+    assert {r.source for r in rules} <= {"module", "name"}
+    for a, b in zip(traced, rules):
+        assert (a.name, a.role, a.fan_in, a.fan_out, a.layer, a.n_layers) == (
+            b.name, b.role, b.fan_in, b.fan_out, b.layer, b.n_layers), a.name
+
+
+def test_olmo_core_traced_plan_matches_its_init():
+    m = _olmo_core("llama_depth")
+    p = di.plan(m, "torchtitan_depth", example=torch.zeros(1, 8, dtype=torch.long))
+    assert sum(r.source == "traced" for r in p) == len(p.rows)
+    compare("OLMo-core (llama_depth, traced)", m, p, peer_clamp=3.0)
