@@ -35,7 +35,19 @@ from torch import nn
 from .plan import InitPlan, plan
 
 BufferInit = Callable[[str, nn.Module], None]
-_BUFFER_METHODS = ("reset_running_stats", "reset_parameters", "init_weights")
+_BUFFER_METHODS = ("reset_running_stats", "_init_self_buffers", "reset_parameters", "init_weights")
+
+
+def _candidates(model: nn.Module, mod: nn.Module, params_only: bool) -> list[tuple[str, Callable[[], None]]]:
+    """The ways to re-create a module's buffers (and, with ``params_only``, its undefined parameters): its
+    own methods (torchtitan's ``_init_self_buffers`` included), then the model's HF ``_init_weights(module)``
+    (rotary ``inv_freq``, BERT's ``position_ids``)."""
+    names = ("reset_parameters",) if params_only else _BUFFER_METHODS
+    out = [(m, getattr(mod, m)) for m in names if callable(getattr(mod, m, None))]
+    root = getattr(model, "_init_weights", None)
+    if callable(root) and not params_only and mod is not model:
+        out.append(("_init_weights", lambda: root(mod)))
+    return out
 
 
 def materialize(
@@ -116,15 +128,16 @@ def _written(mod: nn.Module, before: dict[str, tuple[int, int]], kind: str) -> s
             if store.get(leaf) is not None and (id(store[leaf]) != ident or store[leaf]._version != version)}
 
 
-def _rebuilders(model: nn.Module, p: InitPlan, callback: BufferInit | None) -> dict[str, str]:
-    """``module name -> method`` that re-creates its meta buffers and undefined parameters; checked by a
-    dry run on meta tensors. Raises naming everything that would stay uninitialized."""
+def _rebuilders(model: nn.Module, p: InitPlan, callback: BufferInit | None) -> dict[str, tuple[str, list[str]]]:
+    """``module name -> (method, undefined parameters)`` that re-creates its meta buffers and undefined
+    parameters; checked by a dry run on meta tensors. Raises naming everything that would stay
+    uninitialized."""
     undefined = _undefined_params(model, p)
     params_of: dict[str, list[str]] = {}
     for mpath, leaf in undefined.values():
         params_of.setdefault(mpath, []).append(leaf)
     missing: list[str] = []
-    methods: dict[str, str] = {}
+    methods: dict[str, tuple[str, list[str]]] = {}
     for name, mod in model.named_modules():
         meta_bufs = [b for b, t in mod._buffers.items() if t is not None and t.is_meta]
         need_params = params_of.get(name, [])
@@ -133,21 +146,18 @@ def _rebuilders(model: nn.Module, p: InitPlan, callback: BufferInit | None) -> d
         pre = f"{name}." if name else ""
         if callback is not None and meta_bufs and not need_params:
             continue  # checked after it runs
-        candidates = [m for m in _BUFFER_METHODS if hasattr(mod, m)]
-        if need_params:
-            candidates = [m for m in candidates if m == "reset_parameters"]
         done = False
-        for meth in candidates:
+        for label, fn in _candidates(model, mod, bool(need_params)):
             b0, p0 = _snapshot(mod, meta_bufs, "buffer"), _snapshot(mod, need_params, "param")
             try:
                 with torch.no_grad():
-                    getattr(mod, meth)()
-            except Exception:  # noqa: BLE001 - a method that cannot run on meta is tried for real later
-                methods[name] = meth
+                    fn()
+            except Exception:  # noqa: BLE001 - one that cannot run on meta runs for real, checked there
+                methods[name] = (label, need_params)
                 done = True
                 break
             if _written(mod, b0, "buffer") == set(meta_bufs) and _written(mod, p0, "param") == set(need_params):
-                methods[name] = meth
+                methods[name] = (label, need_params)
                 done = True
                 break
         if not done:
@@ -194,22 +204,28 @@ def _meta_buffers(model: nn.Module) -> dict[str, list[str]]:
     return out
 
 
-def _rebuild(model: nn.Module, methods: dict[str, str], meta_bufs: dict[str, list[str]],
+def _rebuild(model: nn.Module, methods: dict[str, tuple[str, list[str]]], meta_bufs: dict[str, list[str]],
              callback: BufferInit | None) -> None:
+    """Run the re-creating methods (and the callback) for real; every meta buffer and undefined parameter
+    must have been written (a new tensor or an in-place write)."""
     missing = []
     with torch.no_grad():
         for name, mod in model.named_modules():
+            bufs = meta_bufs.get(name, [])
             if name in methods:
-                getattr(mod, methods[name])()
-            elif callback is not None and name in meta_bufs:
-                before = _snapshot(mod, meta_bufs[name], "buffer")
+                label, params = methods[name]
+                b0, p0 = _snapshot(mod, bufs, "buffer"), _snapshot(mod, params, "param")
+                dict(_candidates(model, mod, False))[label]()
+                wrote = _written(mod, b0, "buffer") | _written(mod, p0, "param")
+                missing += [f"{name}.{x}" if name else x for x in bufs + params if x not in wrote]
+            elif callback is not None and bufs:
+                b0 = _snapshot(mod, bufs, "buffer")
                 callback(name, mod)
-                pre = f"{name}." if name else ""
-                missing += [f"{pre}{b}" for b in meta_bufs[name] if b not in _written(mod, before, "buffer")]
+                missing += [f"{name}.{b}" if name else b for b in bufs if b not in _written(mod, b0, "buffer")]
     if missing:
         raise ValueError(
-            f"buffers {', '.join(missing)} have no values after buffers=callback ran: the callback must write "
-            "every meta buffer of the modules it is given"
+            f"buffers {', '.join(missing)} have no values after their re-creating method or buffers=callback ran: "
+            "the callback must write every meta buffer of the modules it is given"
         )
 
 

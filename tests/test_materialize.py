@@ -136,7 +136,7 @@ def test_undefined_rows_and_unwritten_buffers_refused_before_allocating():
 def test_callback_that_misses_a_buffer_is_refused():
     with torch.device("meta"):
         model = Rotary(8)
-    with pytest.raises(ValueError, match="inv_freq have no values after buffers=callback"):
+    with pytest.raises(ValueError, match="inv_freq have no values after .*buffers=callback"):
         di.materialize(model, device="cpu", scheme="he", buffers=lambda name, mod: None)
     assert all(p.is_meta for p in model.parameters())  # back on meta: no uninitialized memory left
 
@@ -154,10 +154,13 @@ def _hf_models():
 
 @pytest.mark.peers
 @pytest.mark.parametrize("family", ["llama", "bert"])
-def test_init_empty_weights_models_keep_their_buffers(family):
+@pytest.mark.parametrize("empty", ["init_empty_weights", "meta"])
+def test_hf_models_materialize_with_their_buffers(family, empty):
+    """accelerate's empty models keep their real buffers; models built on meta get theirs from HF's own
+    ``_init_weights(module)``; no callback either way."""
     accelerate = pytest.importorskip("accelerate")
     build_fn = _hf_models()[family]
-    with accelerate.init_empty_weights():
+    with accelerate.init_empty_weights() if empty == "init_empty_weights" else torch.device("meta"):
         model = build_fn()
     plan = di.materialize(model, device="cpu", scheme="normal", seed=0)
     ref = dict(build_fn().named_buffers())
@@ -181,3 +184,9 @@ def test_torchtitan_rope_cache_kept_under_init_empty_weights():
     # (init_empty_weights re-wraps every registered parameter, which unties torchtitan's tied head: each is
     # then planned and filled on its own, with the head's and the embedding's init.)
     assert all(not p.is_meta for p in model.parameters())
+
+    with torch.device("meta"):  # torchtitan's own way: the rope cache comes from its _init_self_buffers
+        model = cfg.build()
+    di.materialize(model, device="cpu", scheme="torchtitan_depth", seed=0)
+    assert all(torch.equal(b, ref[n]) for n, b in model.named_buffers())
+    assert model.tok_embeddings.weight is model.lm_head.weight
