@@ -517,7 +517,8 @@ def torchtitan_depth(p: ParamInfo, *, depth_init: bool = True, std: float = 0.02
     """torchtitan Llama init: q/k/v and MLP ``w1`` trunc_normal(0.02); output projections (``wo``, ``w2``,
     ``w3``) trunc_normal(std_l) with ``std_l = 0.02 / sqrt(2·l)`` (``depth_init``, l = 1-based block index)
     or ``0.02 / sqrt(2·L)``; token embedding N(0, 1); final head trunc_normal(dim^-½, ±3σ), also for an
-    embedding tied to the head. Expert banks (``w1/w2/w3``) as their dense counterparts.
+    embedding tied to the head. Expert banks (``w1/w2/w3``) as their dense counterparts; the MoE router's
+    gate (``moe.router.gate``) depth-scaled, as torchtitan's DeepSeek-V3.
 
     torchtitan ``models/llama/model.py`` (``init_weights``); trunc_normal bounds are torch's default ±2.
     """
@@ -530,7 +531,8 @@ def torchtitan_depth(p: ParamInfo, *, depth_init: bool = True, std: float = 0.02
         s = fan_in**-0.5
         return Draw("trunc_normal", 0.0, s, -3 * s, 3 * s)
     last = [_SHAPE_SUFFIX.sub("", x) for x in p.name.split(".")[-2:]]
-    if p.role in ("attn_out", "mlp_out") or (p.role == "mlp_in" and "w3" in last):
+    router = ".router." in f".{p.name}"  # torchtitan's MoE router gate (DeepSeek-V3): depth-scaled too
+    if p.role in ("attn_out", "mlp_out") or (p.role == "mlp_in" and "w3" in last) or router:
         depth = p.layer if (depth_init and p.layer) else (p.n_layers or 1)
         return fixed(std / math.sqrt(2.0 * depth), "trunc_normal")
     return fixed(std, "trunc_normal")

@@ -249,6 +249,40 @@ def test_torchtitan_qwen3_moe_expert_banks():
     assert w2 and all(r.role == "mlp_out" and r.fan_in == 64 for r in w2)
 
 
+def test_torchtitan_deepseek_v3_moe():
+    """torchtitan's DeepSeek-V3 (MLA attention, a dense first layer, then MoE layers with w1/w2/w3 expert banks,
+    shared experts and a router): its depth init, depthinit's ``torchtitan_depth``."""
+    pytest.importorskip("torchtitan")
+    from torchtitan.models.common import ComplexRoPE, Embedding, Linear, RMSNorm
+    from torchtitan.models.deepseek_v3 import (
+        _EMBEDDING_INIT,
+        _NORM_INIT,
+        DeepSeekV3Model,
+        _build_dsv3_layers,
+        _output_linear_init,
+    )
+
+    dim, vocab = 128, 512
+    layers = _build_dsv3_layers(
+        n_layers=3, n_dense_layers=1, dim=dim, n_heads=4, q_lora_rank=0, kv_lora_rank=64, qk_nope_head_dim=32,
+        qk_rope_head_dim=16, v_head_dim=32, mscale=0.70, dense_hidden_dim=256, moe_hidden_dim=128, num_experts=4,
+        num_shared_experts=1, router_top_k=2, router_score_func="softmax", attn_backend="flex",
+        moe_comm_backend="standard", non_blocking_capacity_factor=None,
+        rope=ComplexRoPE.Config(dim=16, max_seq_len=64, theta=10000.0, scaling="none"))
+    cfg = DeepSeekV3Model.Config(
+        vocab_size=vocab, dim=dim, layers=layers,
+        tok_embeddings=Embedding.Config(num_embeddings=vocab, embedding_dim=dim, param_init=_EMBEDDING_INIT),
+        norm=RMSNorm.Config(normalized_shape=dim, param_init=_NORM_INIT),
+        lm_head=Linear.Config(in_features=dim, out_features=vocab, param_init=_output_linear_init(dim)))
+    torch.manual_seed(0)
+    m = cfg.build()
+    m.init_weights()
+    p = di.plan(m, "torchtitan_depth")
+    compare("torchtitan DeepSeek-V3 (MoE)", m, p)
+    w3 = p["layers.2.moe.routed_experts.inner_experts.w3_EFD"]
+    assert (w3.role, w3.fan_in, w3.std) == ("mlp_in", 128, pytest.approx(0.02 / math.sqrt(6)))
+
+
 # ---------------------------------------------------------------------------------------------- OLMo-core
 
 
