@@ -85,3 +85,21 @@ def test_fused_names_from_the_one_table_in_plan_roles():
     for name in ("query_key_value", "linear_qkv", "att_proj", "w_qkv", "wqkv"):
         m = Attn(name)
         assert di.plan(m, "he")[f"{name}.weight"].role == "attn_qkv", name
+
+
+def test_monitor_interleaved_wqkv_warns_instead_of_wrong_thirds():
+    m = Attn("wqkv", d=32, n_heads=4, n_kv_heads=2, head_dim=8)  # 64 outputs: thirds would not even divide
+    m2 = Attn("wqkv", d=48, n_heads=4, n_kv_heads=4, head_dim=12)  # 144 = 3 x 48: thirds would look plausible
+    for model in (m, m2):
+        with pytest.warns(UserWarning, match="wqkv: kv_groups layout"):
+            mon = di.VarianceMonitor(model, every=1, grads=False, activations=False, update=None)
+        assert [r.name for r in mon.rows if r.kind == "weight"] == ["wqkv", "wqkv.bias"]
+
+
+def test_monitor_tags_t5_separate_projections():
+    T = pytest.importorskip("transformers")
+    T.logging.set_verbosity_error()
+    m = T.T5EncoderModel(T.T5Config(num_layers=1, d_model=32, d_ff=64, d_kv=8, num_heads=4, vocab_size=64))
+    mon = di.VarianceMonitor(m, every=1, grads=False, activations=False, update=None)
+    tags = {r.name.rsplit(".", 1)[-1]: r.qkv for r in mon.rows if r.kind == "weight" and "SelfAttention" in r.name}
+    assert (tags["q"], tags["k"], tags["v"], tags["o"]) == ("q", "k", "v", None)

@@ -122,6 +122,14 @@ def test_undefined_rows_and_unwritten_buffers_refused_before_allocating():
     assert model.temperature.item() == 1.0
 
     with torch.device("meta"):
+        res = nn.Sequential(nn.Linear(4, 4))
+        res.register_parameter("alpha", nn.Parameter(torch.zeros(())))  # a residual scalar: only rezero sets it
+    with pytest.raises(ValueError, match=r"alpha \(parameter\)"):
+        di.materialize(res, device="cpu", scheme="he")
+    di.materialize(res, device="cpu", scheme="rezero")
+    assert res.alpha.item() == 0.0
+
+    with torch.device("meta"):
         model = _CausalMask()  # Linear.reset_parameters exists but never writes the mask
     with pytest.raises(ValueError, match=r"^mask \(buffer\)"):
         di.materialize(model, device="cpu", scheme="he")
