@@ -17,7 +17,8 @@ sees every aten op, and records for each parameter:
 Views of parameters (``t``, ``transpose``, ``permute``, ``select``, casts, ...) keep track of which
 parameter dimension each view dimension is, so ``x @ W.t()`` (Linear), ``addmm(b, x, W)`` (HF ``Conv1D``,
 ``[in, out]``) and ``bmm(x, W[e])`` all give the right fans. Tracing fails on data-dependent ops (MoE
-routing with ``nonzero``, ``.item()``): the plan then falls back to module types and names.
+routing with ``nonzero``, ``.item()``) or on an op the recorder cannot read: the plan then falls back to
+module types and names (``DEPTHINIT_TRACE_DEBUG=1`` raises the reason instead).
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class _Recorder(TorchDispatchMode):
         self.weight_ops: list[tuple[str, int]] = []  # (param, uid of its output) in execution order
         self.scales: list[tuple[str, int]] = []  # (scalar param, uid of the scaled output)
         self.n_branches = 0
+        self.failed = False
 
     # -- parameters and their views -----------------------------------------------------------------------
     def param_of(self, t: Any) -> tuple[str, tuple] | None:
@@ -105,10 +107,13 @@ class _Recorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        try:
-            self._record(func, args, kwargs, out)
-        except Exception:  # noqa: BLE001 - recording never changes what the model computes
-            pass
+        if not self.failed:
+            try:
+                self._record(func, args, kwargs, out)
+            except Exception:  # noqa: BLE001 - an op the recorder cannot read: the whole trace is dropped
+                if _DEBUG:
+                    raise
+                self.failed = True
         return out
 
     def _act(self, t: torch.Tensor) -> None:
@@ -347,6 +352,8 @@ def trace(model: nn.Module, example: Any = None) -> Structure | None:
         return None
     finally:
         model.train(was_training)
+    if rec.failed:
+        return None
     final = getattr(out, "logits", None)
     if final is None:
         leaves = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
