@@ -30,6 +30,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F64 = 3 };
 enum { DIST_NORMAL = 0, DIST_UNIFORM = 1, DIST_TRUNC_NORMAL = 2, DIST_CONSTANT = 3 };
@@ -49,19 +52,73 @@ static inline float u2f(uint32_t u) {
 
 /* ---------------------------------------------------------------------------------------- Philox4x32-10 */
 
+/* Philox of one counter (the scalar path, and the tail of the vector one). */
+static inline void philox1(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict out) {
+    uint32_t x0 = (uint32_t)c, x1 = (uint32_t)(c >> 32), x2 = stream, x3 = 0, a = k0, b = k1;
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)x0 * 0xD2511F53u, p1 = (uint64_t)x2 * 0xCD9E8D57u;
+        uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ a, y2 = (uint32_t)(p0 >> 32) ^ x3 ^ b;
+        x1 = (uint32_t)p1, x3 = (uint32_t)p0, x0 = y0, x2 = y2;
+        a += 0x9E3779B9u, b += 0xBB67AE85u;
+    }
+    out[0] = x0, out[1] = x1, out[2] = x2, out[3] = x3;
+}
+
+#if defined(__AVX2__)
+/* High and low words of x * m in 8 lanes (32 x 32 -> 64-bit products of the even, then the odd lanes). */
+static inline void mulhilo8(__m256i x, __m256i m, __m256i *hi, __m256i *lo) {
+    __m256i pe = _mm256_mul_epu32(x, m), po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
+    *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+}
+
+/* Philox of the G * 8 counters c .. c + 8 G - 1, written interleaved to out[0 .. 32 G): G independent groups
+ * of 8 lanes hide the latency of the multiplies. */
+enum { G = 4 };
+static inline void philox8g(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict out) {
+    uint32_t lo[8 * G], hi[8 * G];
+    for (int i = 0; i < 8 * G; i++) lo[i] = (uint32_t)(c + i), hi[i] = (uint32_t)((c + i) >> 32);
+    __m256i x0[G], x1[G], x2[G], x3[G];
+    for (int g = 0; g < G; g++) {
+        x0[g] = _mm256_loadu_si256((const __m256i *)(lo + 8 * g));
+        x1[g] = _mm256_loadu_si256((const __m256i *)(hi + 8 * g));
+        x2[g] = _mm256_set1_epi32((int)stream), x3[g] = _mm256_setzero_si256();
+    }
+    __m256i a = _mm256_set1_epi32((int)k0), b = _mm256_set1_epi32((int)k1);
+    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    const __m256i w0 = _mm256_set1_epi32((int)0x9E3779B9u), w1 = _mm256_set1_epi32((int)0xBB67AE85u);
+    for (int r = 0; r < 10; r++) {
+        for (int g = 0; g < G; g++) {
+            __m256i h0, l0, h1, l1;
+            mulhilo8(x0[g], m0, &h0, &l0);
+            mulhilo8(x2[g], m1, &h1, &l1);
+            x0[g] = _mm256_xor_si256(_mm256_xor_si256(h1, x1[g]), a);
+            x2[g] = _mm256_xor_si256(_mm256_xor_si256(h0, x3[g]), b);
+            x1[g] = l1, x3[g] = l0;
+        }
+        a = _mm256_add_epi32(a, w0), b = _mm256_add_epi32(b, w1);
+    }
+    for (int g = 0; g < G; g++) { /* 4 x 8 transpose: counter i's words to out[4 i .. 4 i + 4) */
+        uint32_t *o = out + 32 * g;
+        __m256i t0 = _mm256_unpacklo_epi32(x0[g], x1[g]), t1 = _mm256_unpackhi_epi32(x0[g], x1[g]);
+        __m256i t2 = _mm256_unpacklo_epi32(x2[g], x3[g]), t3 = _mm256_unpackhi_epi32(x2[g], x3[g]);
+        __m256i r0 = _mm256_unpacklo_epi64(t0, t2), r1 = _mm256_unpackhi_epi64(t0, t2);
+        __m256i r2 = _mm256_unpacklo_epi64(t1, t3), r3 = _mm256_unpackhi_epi64(t1, t3);
+        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(r0, r1, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 8), _mm256_permute2x128_si256(r2, r3, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 16), _mm256_permute2x128_si256(r0, r1, 0x31));
+        _mm256_storeu_si256((__m256i *)(o + 24), _mm256_permute2x128_si256(r2, r3, 0x31));
+    }
+}
+#endif
+
 /* Words of counters c0 .. c0 + n - 1, interleaved: W[4 i + j] = word j of counter c0 + i. */
 static void philox(uint64_t c0, int64_t n, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict W) {
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t c = c0 + (uint64_t)i;
-        uint32_t x0 = (uint32_t)c, x1 = (uint32_t)(c >> 32), x2 = stream, x3 = 0, a = k0, b = k1;
-        for (int r = 0; r < 10; r++) {
-            uint64_t p0 = (uint64_t)x0 * 0xD2511F53u, p1 = (uint64_t)x2 * 0xCD9E8D57u;
-            uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ a, y2 = (uint32_t)(p0 >> 32) ^ x3 ^ b;
-            x1 = (uint32_t)p1, x3 = (uint32_t)p0, x0 = y0, x2 = y2;
-            a += 0x9E3779B9u, b += 0xBB67AE85u;
-        }
-        W[4 * i] = x0, W[4 * i + 1] = x1, W[4 * i + 2] = x2, W[4 * i + 3] = x3;
-    }
+    int64_t i = 0;
+#if defined(__AVX2__)
+    for (; i + 8 * G <= n; i += 8 * G) philox8g(c0 + (uint64_t)i, stream, k0, k1, W + 4 * i);
+#endif
+    for (; i < n; i++) philox1(c0 + (uint64_t)i, stream, k0, k1, W + 4 * i);
 }
 
 static inline float unit(uint32_t w) { return ((float)(w >> 9) + 0.5f) * 1.1920928955078125e-07f; }

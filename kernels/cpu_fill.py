@@ -59,9 +59,8 @@ def library() -> ctypes.CDLL | None:
     return native.open_library(build, load, "DEPTHINIT_FILL_COMPILE", "depthinit.fill", log)
 
 
-def _geometry_ints(row: FillRow, numel: int) -> tuple[int, int, int, int]:
+def _geometry_ints(geo: ShardGeometry, numel: int) -> tuple[int, int, int, int]:
     """``(outer, run, gstride, start)``: run ``a`` of ``run`` elements starts at global ``a * gstride + start``."""
-    geo = row.geometry if row.geometry is not None else ShardGeometry.full(numel)
     if geo.local_numel != numel:
         raise ValueError(f"geometry {geo} describes {geo.local_numel} local elements, the tensor has {numel}")
     return geo.outer, geo.local_mid * geo.inner, geo.global_mid * geo.inner, geo.offset * geo.inner
@@ -90,18 +89,36 @@ class CpuFill:
 
 def prepare(tensors: Sequence[torch.Tensor], rows: Sequence[FillRow], lib: ctypes.CDLL | None = None) -> CpuFill:
     """Tables for contiguous CPU tensors (fp32, fp16, bf16, fp64; ``numel > 0``) and their rows."""
+    return prepare_described([(t, r, t.data_ptr(), t.dtype, t.numel()) for t, r in zip(tensors, rows)], lib)
+
+
+def prepare_described(entries: Sequence[tuple], lib: ctypes.CDLL | None = None) -> CpuFill:
+    """:func:`prepare` of ``(tensor, row, data pointer, dtype, numel)`` entries (what the caller read already)."""
     lib = lib or library()
     if lib is None:
         raise RuntimeError("the CPU fill kernel is not available (see the log)")
-    n = len(tensors)
-    ints = np.empty((n, NI), dtype=np.int64)
-    floats = np.empty((n, NF), dtype=np.float64)
-    for i, (t, row) in enumerate(zip(tensors, rows)):
-        if not 0 <= int(row.stream) < 2**32:
-            raise ValueError(f"stream must be a 32-bit id, got {row.stream}")
-        ints[i] = (t.data_ptr(), DTYPE_CODES[t.dtype], row.dist, row.stream, *_geometry_ints(row, t.numel()))
-        floats[i] = fill_params(row.dist, row.mean, row.std, row.low, row.high, t.dtype)
-    return CpuFill(ints, floats, lib, list(tensors))
+    ints: list[int] = []
+    which: list[int] = []  # row of each tensor in the table of distinct parameter rows
+    params: dict = {}  # (distribution parameters, dtype) -> its index: rows usually differ by stream only
+    for _, (dist, mean, std, low, high, stream, geo), ptr, dtype, numel in entries:
+        if not 0 <= stream < 2**32:
+            raise ValueError(f"stream must be a 32-bit id, got {stream}")
+        if geo is None:
+            ints += (ptr, DTYPE_CODES[dtype], dist, stream, 1, numel, numel, 0)
+        else:
+            ints += (ptr, DTYPE_CODES[dtype], dist, stream, *_geometry_ints(geo, numel))
+        key = (dist, mean, std, low, high, dtype)
+        k = params.get(key)
+        if k is None:
+            k = params[key] = len(params)
+        which.append(k)
+    n = len(entries)
+    distinct = np.array([fill_params(*key) for key in params], dtype=np.float64).reshape(-1, NF)
+    return CpuFill(
+        np.fromiter(ints, dtype=np.int64, count=n * NI).reshape(n, NI),
+        np.ascontiguousarray(distinct[np.fromiter(which, dtype=np.int64, count=n)]),
+        lib, [e[0] for e in entries],
+    )  # fmt: skip
 
 
 def standard_values(dist: int, c_start: int, n: int, stream: int, seed: int, row: FillRow) -> torch.Tensor:
