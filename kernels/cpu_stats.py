@@ -95,10 +95,9 @@ def is_dense_permutation(t: Tensor) -> bool:
     return True
 
 
-def _check_storage(t: Tensor) -> None:
-    """The kernel reads raw memory: refuse a view whose storage no longer covers it (freed or resized)."""
-    if t.device.type != "cpu":
-        raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {t.device}")
+def check_storage(t: Tensor) -> None:
+    """Kernels read raw memory: refuse a view whose storage no longer covers it (freed or resized), on every
+    backend, with one message."""
     if t.numel() == 0:
         return
     extent = t.storage_offset() + sum((n - 1) * st for n, st in zip(t.shape, t.stride())) + 1
@@ -121,7 +120,11 @@ def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes
         raise RuntimeError("the CPU statistics kernel is not available (see the log)")
     keep, table = [], []
     for t in tensors:
-        _check_storage(t)
+        if t.device.type != "cpu":
+            raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {t.device}")
+        check_storage(t)
+        if t.is_neg():  # a negative-bit view (x.conj().imag, torch._neg_view): read its values, not its memory
+            t = t.resolve_neg()
         d = describe(t)
         if d is None:
             t = t.contiguous()
