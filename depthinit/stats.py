@@ -223,10 +223,19 @@ def _exact_parts(segments: Sequence[Tensor], ids: Sequence[int]) -> tuple[list[T
     return parts, owners
 
 
+def _readable(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """The same clear error on every backend for freed or resized storage (before anything reads memory), and
+    negative-bit views (``x.conj().imag``) resolved to their values."""
+    for t in tensors:
+        cpu_kernel.check_storage(t)
+    return [t.resolve_neg() if t.is_neg() else t for t in tensors]
+
+
 def _cpu_stats(tensors: Sequence[Tensor]) -> Tensor:
     """``[n, N_FIELDS]`` for CPU tensors: the C kernel in one call, else the exact fp64 torch path."""
     if cpu_kernel.library() is not None:
         return cpu_kernel.cpu_stats(tensors)
+    tensors = _readable(tensors)
     parts, owners = _exact_parts([_flat(t) for t in tensors], range(len(tensors)))
     if not parts:  # nothing but empty tensors
         parts, owners = [torch.zeros((0, N_FIELDS), dtype=torch.float64)], [torch.zeros(0, dtype=torch.long)]
@@ -525,15 +534,13 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
             "separately and join the results with LayerStats.cat"
         )
     backend = _resolve_backend(backend, device)
-    for t in tensors:  # the same clear error on every backend, before any kernel reads memory
-        cpu_kernel.check_storage(t)
-    tensors = [t.resolve_neg() if t.is_neg() else t for t in tensors]  # negative-bit views: their values
+    if backend == "torch" and device.type == "cpu":
+        return _cpu_stats(tensors)  # the C kernel checks storage and resolves negative-bit views itself
+    tensors = _readable(tensors)
     if backend == "triton":
         if any(t.dtype == torch.float64 for t in tensors):
             raise TypeError("layer_stats: the triton backend measures fp32 / fp16 / bf16; use backend='torch' for fp64")
         return _triton_stats([t if t.is_contiguous() else _flat(t) for t in tensors])
-    if backend == "torch" and device.type == "cpu":
-        return _cpu_stats(tensors)
     return stats_reference([_flat(t) for t in tensors])  # torch backend off CPU: deterministic per-tensor reductions
 
 

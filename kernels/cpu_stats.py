@@ -20,6 +20,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -95,12 +96,16 @@ def is_dense_permutation(t: Tensor) -> bool:
     return True
 
 
-def check_storage(t: Tensor) -> None:
+def check_storage(t: Tensor, contiguous: bool | None = None) -> None:
     """Kernels read raw memory: refuse a view whose storage no longer covers it (freed or resized), on every
-    backend, with one message."""
-    if t.numel() == 0:
+    backend, with one message. ``contiguous``: ``t.is_contiguous()`` when the caller knows it."""
+    n = t.numel()
+    if n == 0:
         return
-    extent = t.storage_offset() + sum((n - 1) * st for n, st in zip(t.shape, t.stride())) + 1
+    if contiguous if contiguous is not None else t.is_contiguous():
+        extent = t.storage_offset() + n
+    else:
+        extent = t.storage_offset() + sum((k - 1) * st for k, st in zip(t.shape, t.stride())) + 1
     if extent * t.element_size() > t.untyped_storage().nbytes():
         raise ValueError(
             f"depthinit.stats: a tensor of shape {tuple(t.shape)} lies outside its storage "
@@ -120,22 +125,29 @@ def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes
         raise RuntimeError("the CPU statistics kernel is not available (see the log)")
     keep, table = [], []
     for t in tensors:
-        if t.device.type != "cpu":
+        if not t.is_cpu:
             raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {t.device}")
-        check_storage(t)
         if t.is_neg():  # a negative-bit view (x.conj().imag, torch._neg_view): read its values, not its memory
             t = t.resolve_neg()
-        d = describe(t)
-        if d is None:
-            t = t.contiguous()
+            keep.append(t)  # alive until the call returns
+        if t.is_contiguous():  # the common case, with as few calls into torch as possible
+            code = DTYPE_CODES.get(t.dtype)
+            check_storage(t, True)
+            n = t.numel()
+            d = (t.data_ptr(), code, 1, n, n) if code is not None and n else describe(t)
+        else:
+            check_storage(t, False)
             d = describe(t)
-        keep.append(t)  # alive until the call returns
-        table.extend(d)
+            if d is None:
+                t = t.contiguous()
+                d = describe(t)
+                keep.append(t)  # alive until the call returns
+        table += d
     n = len(tensors)
-    desc = (ctypes.c_int64 * len(table))(*table)
+    desc = np.fromiter(table, dtype=np.int64, count=len(table))
     out = torch.empty((n, N_FIELDS), dtype=torch.float64)
     if n:
         threads = torch.get_num_threads() if threads is None else threads
-        if lib.depthinit_stats(n, desc, out.data_ptr(), int(threads)) != 0:
+        if lib.depthinit_stats(n, desc.ctypes.data, out.data_ptr(), int(threads)) != 0:
             raise MemoryError("depthinit.stats: the CPU kernel could not allocate its chunk table")
     return out
