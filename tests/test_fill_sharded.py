@@ -2,7 +2,8 @@
 
 One spawned function per world size runs every case on one process group (DTensor ``Shard(0)``,
 ``Shard(1)``, ``Shard(d)`` of a 3-D tensor, ``Replicate``, uneven and empty shards, 2-D meshes, FSDP2
-``fully_shard``, and weights of 2M elements compared on each rank with its own unsharded fill) and sends back, per case, each rank's local shard and geometry and the gathered full tensor.
+``fully_shard``, and weights of 2M elements compared on each rank with its own unsharded fill) and sends back,
+per case, each rank's local shard and geometry and the gathered full tensor.
 The parent compares them with the single-process fill on the same backend, exactly: every rank computes the
 same fp32 ops on the same values as the single process, so not one bit may differ (the C kernel and the
 Triton interpreter differ from each other by a few ulp in ``log/cos/sin``; test_fill_kernel.py bounds that).
