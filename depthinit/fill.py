@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from depthinit import rng
-from depthinit.distributed import is_dtensor, local_geometry, local_tensor
+from depthinit.distributed import dtensor_class, is_dtensor, local_geometry, local_tensor
 from depthinit.kernels import cpu_fill
 from depthinit.kernels._tables import DIST_CONSTANT, FillRow
 
@@ -180,14 +180,6 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
     return "triton"
 
 
-def _dtensor_class() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed
-        return None
-    return DTensor
-
-
 _FILL_DTYPE_SET = frozenset(FILL_DTYPES)
 
 
@@ -213,7 +205,7 @@ def prepare_fill(
     native: list = []  # the C kernel: (tensor, row, data pointer, dtype, numel)
     kinds: dict[torch.device, str] = {}
     seen: dict[int, list] = {}  # data pointer -> [(tensor, row)]
-    dtensor = _dtensor_class()
+    dtensor = dtensor_class()
     for i, (t, row) in enumerate(zip(tensors, rows)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"tensors[{i}] is a {type(t).__name__}, not a tensor")

@@ -326,11 +326,9 @@ def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
 
 
 def _dtensor_cls():
-    try:
-        from torch.distributed.tensor import DTensor
-    except Exception:  # torch built without distributed
-        return None
-    return DTensor
+    from depthinit.distributed import dtensor_class  # no import of torch.distributed.tensor before it is used
+
+    return dtensor_class()
 
 
 def _local(t: Tensor) -> Tensor:
