@@ -1,25 +1,23 @@
-"""CPU benchmark of the fused fill (``depthinit.fill.fill_tensors``) against torch's own initialization.
+"""CPU benchmark of the fill (``plan.apply()``, ``fill_tensors``) against what a user would run instead.
 
-In ONE run, interleaving the candidates (so machine noise hits all of them alike) and keeping the best of
-``--reps``, it prints:
+In ONE process, interleaving the candidates round by round (so that machine noise hits all of them alike), it
+reports the median and the spread (min-max) of ``--reps`` rounds, and the ratio of medians:
 
-1. **throughput**: ``fill_tensors`` (normal) vs ``Tensor.normal_`` on one 2**26-element fp32 tensor, as a ratio
-   (target >= 1.0x); the first call, which compiles the CPU block function (or loads it from inductor's
-   on-disk cache), is timed and reported separately. Also uniform and bf16.
-2. **models**: a 54-layer MLP (width 512, 14M parameters) and a GPT-2-style model (24 layers, d=1024,
-   355M parameters, ``depthinit.models.gpt2``): default module construction (allocation + torch's default
-   init), a ``torch.nn.init`` loop over the allocated parameters drawing the same distributions as the fill,
-   the fused fill (tables prepared once, then run), and meta-device construction + ``to_empty`` + fused fill
-   (the drop-in for default construction).
+1. **throughput**: ``fill_tensors`` vs ``Tensor.normal_`` / ``Tensor.uniform_`` on one 2**26-element fp32 tensor
+   (target >= 1.2x for normal), and bf16;
+2. **steady state**: ``plan.apply()`` again (tables cached) vs a ``torch.nn.init`` loop drawing the same
+   distributions, for a 54-layer MLP of width 128 and 512, 2,000 tensors of 64x64, 10,000 tensors of 16x16
+   and HF GPT-2 355M (``transformers.GPT2LMHeadModel`` from a config); target >= 1.5x each; also the host time
+   of preparing the tables (``prepare_fill``) on a cold plan;
+3. **first call** (``--first-call``): ``di.init_`` of a 4.2M-parameter MLP in a fresh process with an empty
+   kernel cache directory (builds the C kernel): target <= 1 s;
+4. **Llama 309M** (``--llama``): HF's own ``LlamaForCausalLM(config)`` construction (with its init) vs
+   ``meta`` -> ``to_empty`` -> ``di.init_(model, "normal")``, the first call of each model included; target >= 3x.
 
-``--compile-cache`` additionally measures the first-call time in two fresh processes sharing a new, empty
-inductor cache directory: cold compile, then the warm on-disk cache.
+OpenMP: on an oversubscribed machine spin-waiting OpenMP threads slow multi-threaded torch ops by 10-30x; the
+script sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it. Usage::
 
-OpenMP: on an oversubscribed machine (other processes on the same cores) spin-waiting OpenMP threads slow
-multi-threaded torch ops by 10-30x; the script sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets
-it (``Tensor.normal_`` is single-threaded either way). Usage::
-
-    .venv/bin/python bench/bench_init_cpu.py [--reps 5] [--threads N] [--skip-gpt2] [--compile-cache]
+    .venv/bin/python bench/bench_init_cpu.py [--reps 5] [--threads 2] [--skip-gpt2] [--first-call] [--llama]
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenM
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -43,20 +41,38 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from depthinit import rng  # noqa: E402
-from depthinit.fill import fill_tensors, prepare_fill  # noqa: E402
-from depthinit.kernels._tables import DIST_CONSTANT, DIST_NORMAL, DIST_UNIFORM, FillRow  # noqa: E402
+import depthinit as di  # noqa: E402
+from depthinit.fill import prepare_fill, warmup_cpu  # noqa: E402
+from depthinit.kernels._tables import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow  # noqa: E402
 
 
-def best_of(fns: dict, reps: int) -> dict:
-    """Best wall time of each callable, interleaved over ``reps`` rounds."""
-    best = {k: math.inf for k in fns}
+def rounds(fns: dict, reps: int) -> dict[str, list[float]]:
+    """Wall times of each callable over ``reps`` interleaved rounds (after one warm-up call each)."""
+    for fn in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
             t = time.perf_counter()
             fn()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return best
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def summary(times: list[float]) -> dict:
+    return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def report(title: str, times: dict[str, list[float]], base: str, target: str, ratio_target: float) -> dict:
+    """Print median and spread of each candidate and the ratio ``median(base) / median(target)``."""
+    print(f"\n[{title}]")
+    out = {k: summary(v) for k, v in times.items()}
+    for k, s in out.items():
+        print(f"  {k:<28} median {s['median'] * 1e3:9.2f} ms   spread {s['min'] * 1e3:9.2f} - {s['max'] * 1e3:9.2f} ms")
+    ratio = out[base]["median"] / out[target]["median"]
+    verdict = "meets" if ratio >= ratio_target else "MISSES"
+    print(f"  {target} is {ratio:.2f}x {base} (target >= {ratio_target}x: {verdict})")
+    return {"times": out, "ratio": ratio, "target": ratio_target}
 
 
 # ------------------------------------------------------------------------------------------------ throughput
@@ -66,144 +82,165 @@ def throughput(reps: int) -> dict:
     n = 1 << 26
     x = torch.empty(n)
     xb = torch.empty(n, dtype=torch.bfloat16)
-    normal = FillRow(DIST_NORMAL, std=0.02, stream=1)
-    uniform = FillRow(DIST_UNIFORM, low=-0.05, high=0.05, stream=2)
-    first = {}
-    for name, row in (("normal", normal), ("uniform", uniform)):
-        t = time.perf_counter()
-        fill_tensors([x], [row], 0)  # compiles the block function (or loads it from the on-disk cache)
-        first[name] = time.perf_counter() - t
-    fill_n, fill_u, fill_b = (prepare_fill([t], [r]) for t, r in ((x, normal), (x, uniform), (xb, normal)))
-    t = best_of(
+    fill_n = prepare_fill([x], [FillRow(DIST_NORMAL, std=0.02, stream=1)])
+    fill_u = prepare_fill([x], [FillRow(DIST_UNIFORM, low=-0.05, high=0.05, stream=2)])
+    fill_b = prepare_fill([xb], [FillRow(DIST_NORMAL, std=0.02, stream=3)])
+    t = rounds(
         {
-            "fill_normal": lambda: fill_n(0),
-            "torch_normal_": lambda: x.normal_(0.0, 0.02),
-            "fill_uniform": lambda: fill_u(0),
-            "torch_uniform_": lambda: x.uniform_(-0.05, 0.05),
-            "fill_normal_bf16": lambda: fill_b(0),
-            "torch_normal_bf16": lambda: xb.normal_(0.0, 0.02),
+            "fill normal": lambda: fill_n(0),
+            "Tensor.normal_": lambda: x.normal_(0.0, 0.02),
+            "fill uniform": lambda: fill_u(0),
+            "Tensor.uniform_": lambda: x.uniform_(-0.05, 0.05),
+            "fill normal bf16": lambda: fill_b(0),
+            "Tensor.normal_ bf16": lambda: xb.normal_(0.0, 0.02),
         },
         reps,
     )
-    print(f"\n[throughput] one tensor of 2**26 elements, {torch.get_num_threads()} threads")
-    for name in ("normal", "uniform", "normal_bf16"):
-        f, b = t[f"fill_{name}"], t[f"torch_{name}" + ("_" if "bf16" not in name else "")]
-        print(f"  {name:<12} fill {n / f / 1e6:7.0f} M/s   torch {n / b / 1e6:7.0f} M/s   ratio {b / f:5.2f}x")
-    print(f"  first call (compile or on-disk cache load): normal {first['normal']:.1f} s, "
-          f"uniform {first['uniform']:.1f} s")  # fmt: skip
-    return {"times": t, "first_call_s": first, "numel": n}
+    res = {"normal": report("2**26 fp32, normal", {k: t[k] for k in ("fill normal", "Tensor.normal_")},
+                            "Tensor.normal_", "fill normal", 1.2)}  # fmt: skip
+    res["uniform"] = report("2**26 fp32, uniform", {k: t[k] for k in ("fill uniform", "Tensor.uniform_")},
+                            "Tensor.uniform_", "fill uniform", 1.2)  # fmt: skip
+    res["bf16"] = report("2**26 bf16, normal", {k: t[k] for k in ("fill normal bf16", "Tensor.normal_ bf16")},
+                         "Tensor.normal_ bf16", "fill normal bf16", 1.2)  # fmt: skip
+    return res
 
 
 # ------------------------------------------------------------------------------------------------ models
 
 
-def model_rows(model: nn.Module, std_of) -> tuple[list, list]:
-    """Parameters (tied ones once) and the FillRows the fused path draws: weights normal(0, std_of(p)),
-    biases 0, LayerNorm weights 1."""
-    params, rows = [], []
-    for name, p in model.named_parameters():  # named_parameters() skips tied duplicates
-        if name.endswith("bias"):
-            row = FillRow(DIST_CONSTANT, mean=0.0)
-        elif p.ndim == 1:
-            row = FillRow(DIST_CONSTANT, mean=1.0)
-        else:
-            row = FillRow(DIST_NORMAL, std=std_of(p))
-        params.append(p)
-        rows.append(row._replace(stream=rng.stream_id(name)))
-    return params, rows
+class Tensors(nn.Module):
+    """``count`` bias-free square Linear layers (a model of many small tensors)."""
+
+    def __init__(self, count: int, size: int):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(size, size, bias=False) for _ in range(count))
 
 
-def torch_init_loop(params, rows) -> None:
+def hf_gpt2_355m() -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(n_layer=24, n_embd=1024, n_head=16))
+
+
+def torch_init_loop(tensors, rows) -> None:
+    """What a user runs instead: one ``torch.nn.init`` call per tensor, same distributions."""
     with torch.no_grad():
-        for p, r in zip(params, rows):
+        for p, r in zip(tensors, rows):
             if r.dist == DIST_CONSTANT:
                 nn.init.constant_(p, r.mean)
-            else:
+            elif r.dist == DIST_NORMAL:
                 nn.init.normal_(p, r.mean, r.std)
+            elif r.dist == DIST_UNIFORM:
+                nn.init.uniform_(p, r.low, r.high)
+            elif r.dist == DIST_TRUNC_NORMAL:
+                nn.init.trunc_normal_(p, r.mean, r.std, r.low, r.high)
 
 
-def bench_model(name: str, build, std_of, reps: int) -> dict:
-    t = time.perf_counter()
+def steady_state(name: str, build, scheme: str, reps: int) -> dict:
     model = build()
-    first_build = time.perf_counter() - t
-    params, rows = model_rows(model, std_of)
-    n = sum(p.numel() for p in params)
-    prepared = prepare_fill(params, rows)
-    t = time.perf_counter()
-    prepared(0)  # warm-up (compiles or loads the CPU block function if this call is large enough)
-    first_fill = time.perf_counter() - t
-
-    def meta_build_and_fill():
-        with torch.device("meta"):
-            m = build()
-        m.to_empty(device="cpu")
-        fill_tensors(*model_rows(m, std_of), seed=0)
-
-    t = best_of(
-        {
-            "default_construction": build,
-            "torch_init_loop": lambda: torch_init_loop(params, rows),
-            "fused_fill": lambda: prepared(0),
-            "fused_fill_incl_prepare": lambda: fill_tensors(params, rows, 0),
-            "meta_construct_and_fill": meta_build_and_fill,
-        },
-        reps,
-    )
-    print(f"\n[{name}] {len(params)} tensors, {n / 1e6:.1f}M parameters, {torch.get_num_threads()} threads "
-          f"(first build {first_build:.2f} s, first fill {first_fill:.2f} s)")  # fmt: skip
-    base = t["fused_fill"]
-    for k, v in t.items():
-        print(f"  {k:<26} {v * 1e3:9.1f} ms   {n / v / 1e6:7.0f} M params/s   fused fill is {v / base:5.2f}x faster")
-    return {"times": t, "numel": n, "tensors": len(params), "first_fill_s": first_fill}
+    plan = di.plan(model, scheme, seed=0)
+    plan.apply()  # builds and caches the tables
+    tensors, rows, _ = plan._targets(model)
+    prepare_s = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        prepared = prepare_fill(tensors, rows)
+        prepare_s.append(time.perf_counter() - t0)
+    n = sum(t.numel() for t in tensors)
+    times = rounds({"torch.nn.init loop": lambda: torch_init_loop(tensors, rows), "plan.apply()": plan.apply,
+                    "cached fill (PreparedFill)": lambda: prepared(0)}, reps)  # fmt: skip
+    res = report(f"{name}: {len(tensors)} tensors, {n / 1e6:.1f}M elements, scheme {scheme!r}", times,
+                 "torch.nn.init loop", "plan.apply()", 1.5)  # fmt: skip
+    fill = res["times"]["cached fill (PreparedFill)"]["median"]
+    res["ratio_cached_fill"] = res["times"]["torch.nn.init loop"]["median"] / fill
+    print(f"  the cached fill alone (what plan.apply() runs after its own per-call checks) is "
+          f"{res['ratio_cached_fill']:.2f}x the loop")  # fmt: skip
+    print(f"  preparing the tables (prepare_fill): median {statistics.median(prepare_s) * 1e3:.1f} ms, "
+          f"spread {min(prepare_s) * 1e3:.1f} - {max(prepare_s) * 1e3:.1f} ms")  # fmt: skip
+    res["prepare_s"] = summary(prepare_s)
+    return res
 
 
-def compile_cache_check() -> dict:
-    """First-call time in two fresh processes sharing a new, empty inductor cache directory."""
-    code = (
-        "import time, torch; from depthinit.fill import fill_tensors; from depthinit.kernels._tables import FillRow;"
-        "x = torch.empty(1 << 22); t = time.perf_counter();"
-        "fill_tensors([x], [FillRow(0, std=0.02, stream=1)], 0); print(time.perf_counter() - t)"
-    )
+FIRST_CALL = """
+import os, resource, time, torch
+t0 = time.perf_counter()
+import depthinit as di
+from depthinit.models import mlp
+model = mlp(depth=16, width=512)  # 4.2M parameters
+t1 = time.perf_counter()
+di.init_(model, "he", seed=0)
+t2 = time.perf_counter()
+cc = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(t2 - t1, t1 - t0, sum(p.numel() for p in model.parameters()), cc.ru_utime + cc.ru_stime)
+"""
+
+
+def first_call() -> dict:
+    """``di.init_`` of a 4.2M-parameter MLP in fresh processes with a new, empty kernel cache directory."""
     out = {}
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, PYTHONPATH=ROOT)
-        for label in ("cold", "warm"):
-            t = time.perf_counter()
-            res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-            out[label] = {"first_call_s": float(res.stdout.split()[-1]), "process_s": time.perf_counter() - t}
-    print(f"\n[compile cache] fresh inductor cache dir: first call cold {out['cold']['first_call_s']:.1f} s, "
-          f"then in a new process (warm on-disk cache) {out['warm']['first_call_s']:.1f} s")  # fmt: skip
+        env = dict(os.environ, DEPTHINIT_CACHE_DIR=cache, PYTHONPATH=ROOT)
+        for label in ("empty cache", "warm cache"):
+            cmd = [sys.executable, "-c", FIRST_CALL]
+            res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            call, imports, n, cc = res.stdout.split()
+            out[label] = {"first_call_s": float(call), "import_and_build_model_s": float(imports), "params": int(n),
+                          "compiler_cpu_s": float(cc)}  # fmt: skip
+    print(f"\n[first di.init_ of a {out['empty cache']['params'] / 1e6:.1f}M-parameter MLP in a fresh process]")
+    for label, r in out.items():
+        print(f"  {label:<12} first call {r['first_call_s']:.2f} s (target <= 1 s), of which the C compiler used "
+              f"{r['compiler_cpu_s']:.2f} s of CPU")  # fmt: skip
     return out
+
+
+def llama_309m(reps: int) -> dict:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=1024, num_hidden_layers=16, num_attention_heads=16, num_key_value_heads=16,
+                         intermediate_size=3584, vocab_size=32000, tie_word_embeddings=False)  # fmt: skip
+
+    def hf_construction():
+        LlamaForCausalLM(config)
+
+    def meta_then_init():
+        with torch.device("meta"):
+            model = LlamaForCausalLM(config)
+        model.to_empty(device="cpu")
+        di.init_(model, "normal", seed=0)
+
+    with torch.device("meta"):
+        n = sum(p.numel() for p in LlamaForCausalLM(config).parameters())
+    times = rounds({"HF construction + init": hf_construction, "meta -> to_empty -> di.init_": meta_then_init}, reps)
+    return report(f"HF Llama {n / 1e6:.0f}M (hidden 1024, 16 layers), first call of each model", times,
+                  "HF construction + init", "meta -> to_empty -> di.init_", 3.0)  # fmt: skip
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reps", type=int, default=5, help="timed repetitions of each candidate (best is kept)")
+    ap.add_argument("--reps", type=int, default=5, help="interleaved rounds of each candidate")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--skip-gpt2", action="store_true", help="skip the 355M-parameter GPT-2 model")
-    ap.add_argument("--gpt2-layers", type=int, default=24, help="GPT-2 layers (24 with d=1024: 355M params)")
-    ap.add_argument("--compile-cache", action="store_true", help="also time cold vs warm compile in subprocesses")
+    ap.add_argument("--skip-gpt2", action="store_true", help="skip HF GPT-2 355M")
+    ap.add_argument("--first-call", action="store_true", help="also time the first call in fresh processes")
+    ap.add_argument("--llama", action="store_true", help="also HF Llama 309M construction vs meta + di.init_")
     ap.add_argument("--json", default=None, help="write the numbers to this JSON file")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")  # fmt: skip
-    results = {"throughput": throughput(args.reps)}
-    from depthinit.models import gpt2, mlp
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY')}; C kernel built or loaded in {warmup_cpu():.2f} s")  # fmt: skip
+    from depthinit.models import mlp
 
-    results["mlp54x512"] = bench_model(
-        "MLP 54 x 512", lambda: mlp(depth=54, width=512), lambda p: math.sqrt(2.0 / p.shape[1]), args.reps
-    )
+    results = {"throughput": throughput(args.reps)}
+    results["mlp54x128"] = steady_state("MLP 54 x 128", lambda: mlp(depth=54, width=128), "he", args.reps)
+    results["mlp54x512"] = steady_state("MLP 54 x 512", lambda: mlp(depth=54, width=512), "he", args.reps)
+    results["2000x64x64"] = steady_state("2,000 tensors of 64x64", lambda: Tensors(2000, 64), "normal", args.reps)
+    results["10000x16x16"] = steady_state("10,000 tensors of 16x16", lambda: Tensors(10000, 16), "normal", args.reps)
     if not args.skip_gpt2:
-        results["gpt2"] = bench_model(
-            f"GPT-2 {args.gpt2_layers} x 1024",
-            lambda: gpt2(n_layer=args.gpt2_layers, n_embd=1024, n_head=16),
-            lambda p: 0.02,
-            max(2, args.reps // 2),
-        )
-    if args.compile_cache:
-        results["compile_cache"] = compile_cache_check()
+        results["gpt2_355m"] = steady_state("HF GPT-2 355M", hf_gpt2_355m, "gpt2", max(3, args.reps // 2))
+    if args.first_call:
+        results["first_call"] = first_call()
+    if args.llama:
+        results["llama_309m"] = llama_309m(max(3, args.reps // 2))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1, default=float)

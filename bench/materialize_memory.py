@@ -23,7 +23,7 @@ torch.set_num_threads(2)
 model = build(spec, device="meta")
 # warm the fill path on a tiny model first so one-time costs (compilation, imports) are not counted
 di.materialize(build("mlp:depth=2,width=64", device="meta"), device="cpu", scheme="he", seed=0)
-from depthinit.fill import warmup_cpu; warmup_cpu()  # large CPU fills use torch.compile'd code: compile it now
+from depthinit.fill import warmup_cpu; warmup_cpu()  # build (or load) the CPU fill kernel now
 def status(key):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))

@@ -9,20 +9,26 @@ dimensions, even or uneven; ``Replicate``), through ``compute_local_shape_and_gl
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from depthinit.kernels._tables import ShardGeometry
 
-__all__ = ["is_dtensor", "local_tensor", "local_geometry"]
+__all__ = ["is_dtensor", "dtensor_class", "local_tensor", "local_geometry"]
+
+
+def dtensor_class() -> type | None:
+    """``torch.distributed.tensor.DTensor`` once something imported it, else None: no DTensor can exist before
+    (importing it costs about a second, which a process that never shards should not pay)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
 
 
 def is_dtensor(t: object) -> bool:
     """True for a ``torch.distributed.tensor.DTensor`` (and a Parameter wrapping one)."""
-    try:
-        from torch.distributed.tensor import DTensor
-    except ImportError:  # torch built without distributed
-        return False
-    return isinstance(t, DTensor)
+    cls = dtensor_class()
+    return cls is not None and isinstance(t, cls)
 
 
 def local_tensor(t: torch.Tensor) -> torch.Tensor:

@@ -12,39 +12,45 @@ Every value depends only on ``(seed, stream, global element index i)``:
   from ``w >> 8 >= 2**23`` on, the + 0.5 is a tie that rounds to even, so it is neither exact nor inside (0, 1) —
   it gives 1.0 with probability 2**-24. 24 midpoint bits need 25 bits of precision near 1; fp32 has 24.)
 * normal (Box-Muller on the word pairs (0, 1) and (2, 3) of one counter): ``r = sqrt(-2 * log(unit(w_even)))``,
-  ``t = fp32(2 pi) * unit(w_odd)``, the even element gets ``r * cos(t)``, the odd one ``r * sin(t)``; then
-  ``mean + std * z``.
-* uniform: ``low + (high - low) * unit(w)``.
-* truncated normal (inverse CDF): ``cdf_lo, cdf_hi = Phi((low - mean) / std), Phi((high - mean) / std)`` in fp64
-  on the host (``math.erf``), rounded to fp32; ``p = cdf_lo + (cdf_hi - cdf_lo) * unit(w)``;
-  ``x = clamp(2 * p - 1, -(1 - 2**-24), 1 - 2**-24)``; ``z = fp32(sqrt 2) * erfinv_f32(x)`` with Giles'
-  single-precision erfinv (plain log/sqrt/polynomials, both branches evaluated, then selected);
-  ``clamp(mean + std * z, low, high)``.
-* constant: ``mean``.
+  ``t = fp32(2 pi) * unit(w_odd)``, the even element gets ``z = r * cos(t)``, the odd one ``z = r * sin(t)``.
+* uniform: ``u = unit(w)``.
+* truncated normal (inverse CDF, stable in both tails): with the masses ``cdf_lo = Phi(alpha)``,
+  ``sf_hi = 1 - Phi(beta)``, ``width = Phi(beta) - Phi(alpha)`` of the standardized bounds (fp64 on the host with
+  ``math.erfc`` in the tail where each lies, rounded to fp32), ``p = cdf_lo + width * u`` and
+  ``q = sf_hi + width * (1 - u)`` (= 1 - p, but exact to fp32 rounding in the upper tail, where p is not);
+  the smaller one ``s`` gives ``|z| = ppnd7(s)``, Wichura's AS241 PPND7 (a rational function of ``0.5 - s``
+  in the centre, of ``sqrt(-log s)`` in the tails; relative error 1.2e-7 down to ``s = 2**-126``), negative
+  when ``p <= q``. No rejection loop: one word per element, far tails keep their shape (``[5, 8]``
+  standard deviations out gives as many distinct values as the centre).
+* constant: ``mean`` (rounded once to the output dtype).
 
-All of it is fp32, one IEEE op at a time, in the order written above (``a + b * c`` is a multiply, then an add);
-parameters are rounded to fp32 first. The value is rounded once to the output dtype. The Triton kernel
-(:mod:`depthinit.kernels.fill`) follows the same order; on a GPU, FMA contraction and the device's
-``log/cos/sin`` make scaled and transformed values differ from this reference by a few ulp, while ``unit`` is
-bit-exact.
+Then the affine step ``mean + std * z`` (uniform: ``low + (high - low) * u``) and a clamp to the target dtype's
+bounds (:func:`depthinit.kernels._tables.fill_params`): uniform values lie in ``[low, high)`` and truncated
+normal values in ``[low, high]`` *after* rounding to the output dtype, fp16 and bf16 included. For fp32, fp16 and
+bf16 outputs every step is fp32, one IEEE op at a time, in the order written (``a + b * c`` is a multiply, then an
+add), with parameters rounded to fp32, and the value is rounded once to the output dtype. fp64 outputs take
+``z`` / ``u`` in fp32 (the same numbers) and do the affine step and the clamp in fp64 with the fp64 parameters.
+
+The kernels follow the same order: the CPU kernel (``kernels/cpu_fill.c``, with its own Cephes-style
+``log/sin/cos``) and the Triton kernel (:mod:`depthinit.kernels.fill`, without FMA contraction). ``unit`` and the
+uniform distribution are bit-exact everywhere; normal and truncated-normal values differ from this reference only
+through ``log/cos/sin`` (each implementation within about 1 ulp), by a few ulp.
 
 This module is the oracle (integer ops on int64 tensors holding uint32 values, no int64 overflow anywhere);
-``counter_block_values`` is the same computation per counter block, which :mod:`depthinit.fill` compiles with
-``torch.compile`` for the fast CPU path.
+``counter_block_values`` is the same computation per counter block (the torch path of :mod:`depthinit.fill`
+when the C kernel cannot be built).
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 
 import torch
 
+from depthinit.kernels import _tables
 from depthinit.kernels._tables import (
-    DIST_CODES,
     DIST_CONSTANT,
     DIST_NORMAL,
-    DIST_TRUNC_NORMAL,
     DIST_UNIFORM,
     FillRow,
 )
@@ -55,6 +61,7 @@ __all__ = [
     "seed_key",
     "unit",
     "erfinv_f32",
+    "ppnd7",
     "trunc_normal_cdf",
     "fill_params",
     "counter_block_values",
@@ -206,43 +213,75 @@ def _box_muller(wa: torch.Tensor, wb: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def trunc_normal_cdf(mean: float, std: float, low: float, high: float) -> tuple[float, float]:
-    """``(Phi((low - mean) / std), Phi((high - mean) / std))`` in fp64 (``math.erf``)."""
-    if not std > 0:
-        raise ValueError(f"trunc_normal needs std > 0, got {std}")
-    if not low < high:
-        raise ValueError(f"trunc_normal needs low < high, got [{low}, {high}]")
-
-    def phi(x: float) -> float:
-        return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-    return phi((low - mean) / std), phi((high - mean) / std)
+    """``(Phi((low - mean) / std), Phi((high - mean) / std))`` in fp64 (``math.erfc``)."""
+    cdf_lo, sf_hi, _ = _tables.trunc_normal_masses(mean, std, low, high)
+    return cdf_lo, 1.0 - sf_hi
 
 
-def fill_params(row: FillRow, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-    """fp32 0-d tensors ``mean, std, low, high, cdf_lo, cdf_hi`` of a row (what the kernel's table holds)."""
-    if row.dist not in DIST_CODES.values():
-        raise ValueError(f"unknown distribution code {row.dist!r}; expected one of {DIST_CODES}")
-    cdf = trunc_normal_cdf(row.mean, row.std, row.low, row.high) if row.dist == DIST_TRUNC_NORMAL else (0.0, 0.0)
-    values = dict(mean=row.mean, std=row.std, low=row.low, high=row.high, cdf_lo=cdf[0], cdf_hi=cdf[1])
-    return {k: torch.tensor(float(v), dtype=torch.float32, device=device) for k, v in values.items()}
+# Wichura, "Algorithm AS 241: the percentage points of the normal distribution", Appl. Statist. 37 (1988), PPND7.
+_PPND7_A = (5.9109374720e1, 1.5929113202e2, 5.0434271938e1, 3.3871327179)
+_PPND7_B = (6.7187563600e1, 7.8757757664e1, 1.7895169469e1, 1.0)
+_PPND7_C = (1.7023821103e-1, 1.3067284816, 2.7568153900, 1.4234372777)
+_PPND7_D = (1.2021132975e-1, 7.3700164250e-1, 1.0)
+_PPND7_E = (1.7337203997e-2, 4.2868294337e-1, 3.0812263860, 6.6579051150)
+_PPND7_F = (1.2258202635e-2, 2.4197894225e-1, 1.0)
+FLT_MIN = 2.0**-126
 
 
-def _normal(wa: torch.Tensor, wb: torch.Tensor, p: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """``mean + std * z`` for the Box-Muller pair of words ``(wa, wb)``: (even element, odd element)."""
-    z_cos, z_sin = _box_muller(wa, wb)
-    return p["mean"] + p["std"] * z_cos, p["mean"] + p["std"] * z_sin
+def ppnd7(s: torch.Tensor) -> torch.Tensor:
+    """``-Phi^-1(s) >= 0`` of fp32 tail probabilities ``s`` in ``(0, 0.5]`` (AS241 PPND7, fp32, both branches
+    evaluated then selected, as the kernels do)."""
+    q = 0.5 - s
+    r = 0.180625 - q * q
+    central = q * _horner(_PPND7_A, r) / _horner(_PPND7_B, r)
+    t = torch.sqrt(-torch.log(torch.clamp(s, min=FLT_MIN)))
+    tc, te = t - 1.6, t - 5.0
+    near = _horner(_PPND7_C, tc) / _horner(_PPND7_D, tc)
+    far = _horner(_PPND7_E, te) / _horner(_PPND7_F, te)
+    return torch.where(q <= 0.425, central, torch.where(t <= 5.0, near, far))
 
 
-def _from_word(dist: int, w: torch.Tensor, p: dict) -> torch.Tensor:
-    """fp32 value of an element of a one-word distribution (uniform, trunc_normal) from its word."""
+def fill_params(row: FillRow, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> dict:
+    """The kernels' parameters of a row for an output dtype (:func:`depthinit.kernels._tables.fill_params`), as
+    0-d tensors: fp64 for fp64 outputs, fp32 otherwise."""
+    values = _tables.fill_params(row.dist, row.mean, row.std, row.low, row.high, dtype)
+    work = torch.float64 if dtype == torch.float64 else torch.float32
+    return {k: torch.tensor(v, dtype=work, device=device) for k, v in zip(_tables.FILL_PARAMS, values)}
+
+
+def _standard(dist: int, w: tuple, p: dict) -> list[torch.Tensor]:
+    """fp32 standard values (z, or u for uniform) of the four words of each counter."""
+    if dist == DIST_NORMAL:
+        return [*_box_muller(w[0], w[1]), *_box_muller(w[2], w[3])]
+    units = [unit(x) for x in w]
     if dist == DIST_UNIFORM:
-        return p["low"] + (p["high"] - p["low"]) * unit(w)
-    if dist == DIST_TRUNC_NORMAL:
-        prob = p["cdf_lo"] + (p["cdf_hi"] - p["cdf_lo"]) * unit(w)
-        x = torch.clamp(2.0 * prob - 1.0, -X_MAX, X_MAX)
-        z = SQRT2 * erfinv_f32(x)
-        return torch.clamp(p["mean"] + p["std"] * z, p["low"], p["high"])
-    raise ValueError(f"no one-word transform for distribution code {dist}")
+        return units
+    cdf_lo, sf_hi, width = (p[k].float() for k in ("cdf_lo", "sf_hi", "width"))
+    out = []
+    for u in units:
+        lo_tail = cdf_lo + width * u
+        hi_tail = sf_hi + width * (1.0 - u)
+        lower = lo_tail <= hi_tail
+        z = ppnd7(torch.where(lower, lo_tail, hi_tail))
+        out.append(torch.where(lower, -z, z))
+    return out
+
+
+def _affine(dist: int, v: torch.Tensor, p: dict, dtype: torch.dtype) -> torch.Tensor:
+    """``mean + std * z`` (uniform: ``low + (high - low) * u``) in the working precision, clamped, rounded once."""
+    v = v.to(p["mean"].dtype)
+    if dist == DIST_UNIFORM:
+        x = p["low"] + (p["high"] - p["low"]) * v
+    else:
+        x = p["mean"] + p["std"] * v
+    if dist != DIST_NORMAL:
+        x = torch.clamp(x, p["clamp_lo"], p["clamp_hi"])
+    return x.to(dtype)
+
+
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in _tables.FILL_DTYPES:
+        raise TypeError(f"fill writes floating-point tensors (fp32, fp16, bf16, fp64), got {dtype}")
 
 
 def counter_block_values(
@@ -253,22 +292,19 @@ def counter_block_values(
     k0: torch.Tensor,
     k1: torch.Tensor,
     params: dict[str, torch.Tensor],
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """fp32 ``[n, 4]`` values of the counters ``c_start .. c_start + n - 1`` (row ``c`` = elements ``4c .. 4c+3``).
+    """``[n, 4]`` values (``dtype``) of the counters ``c_start .. c_start + n - 1`` (row ``c`` = elements
+    ``4c .. 4c+3``).
 
     ``c_start, stream, k0, k1`` are int64 0-d tensors on the device to compute on, ``params`` from
-    :func:`fill_params` (same device); ``dist`` is not ``constant``. This is the per-counter form of
-    :func:`reference_values` (Philox once per counter, all four words used), the function the CPU fast path
-    compiles.
+    :func:`fill_params` for ``dtype`` (same device); ``dist`` is not ``constant``. This is the per-counter form of
+    :func:`reference_values` (Philox once per counter, all four words used).
     """
     c = c_start + torch.arange(n, dtype=torch.int64, device=c_start.device)
     zero = torch.zeros_like(c)
-    w0, w1, w2, w3 = _philox(c & MASK32, c >> 32, zero + stream, zero, k0, k1)
-    if dist == DIST_NORMAL:
-        values = [*_normal(w0, w1, params), *_normal(w2, w3, params)]
-    else:
-        values = [_from_word(dist, w, params) for w in (w0, w1, w2, w3)]
-    return torch.stack(values, dim=1)
+    words = _philox(c & MASK32, c >> 32, zero + stream, zero, k0, k1)
+    return torch.stack([_affine(dist, v, params, dtype) for v in _standard(dist, words, params)], dim=1)
 
 
 def reference_values(
@@ -283,7 +319,7 @@ def reference_values(
         row: distribution, parameters, stream and shard geometry (``None``: the tensor is the whole tensor).
         seed: int in ``[0, 2**64)``.
         numel: number of local elements (flat indices ``0 .. numel - 1``), or an int64 tensor of local flat indices.
-        dtype: output dtype (fp32 values rounded once; fp32, fp16, bf16, fp64).
+        dtype: output dtype (fp32, fp16, bf16, fp64; see the module docstring for the precision of each).
 
     Returns:
         1-D tensor of the values at those local indices.
@@ -293,26 +329,20 @@ def reference_values(
         >>> reference_values(row, seed=0, numel=8).shape
         torch.Size([8])
     """
-    if not (dtype.is_floating_point and dtype.itemsize >= 2):
-        raise TypeError(f"fill writes floating-point tensors (fp32, fp16, bf16, fp64), got {dtype}")
+    _check_dtype(dtype)
     k0, k1 = seed_key(seed)
     if not 0 <= int(row.stream) <= MASK32:
         raise ValueError(f"stream must be a 32-bit id, got {row.stream}")
     local = torch.arange(numel, dtype=torch.int64) if isinstance(numel, int) else numel.to(torch.int64).reshape(-1)
-    p = fill_params(row, local.device)
+    p = fill_params(row, local.device, dtype)
     if row.dist == DIST_CONSTANT:
-        return torch.full(local.shape, float(p["mean"]), dtype=torch.float32, device=local.device).to(dtype)
+        return torch.full(local.shape, float(p["mean"]), dtype=dtype, device=local.device)
     g = local if row.geometry is None else row.geometry.global_index(local)
     c, j = g >> 2, g & 3
-    w0, w1, w2, w3 = _philox(c & MASK32, c >> 32, torch.full_like(c, int(row.stream)), torch.zeros_like(c), k0, k1)
-    if row.dist == DIST_NORMAL:  # pair (0, 1) or (2, 3); cos for the even element, sin for the odd one
-        first = j < 2
-        even, odd = _normal(torch.where(first, w0, w2), torch.where(first, w1, w3), p)
-        values = torch.where(j % 2 == 0, even, odd)
-    else:
-        word = torch.where(j == 0, w0, torch.where(j == 1, w1, torch.where(j == 2, w2, w3)))
-        values = _from_word(row.dist, word, p)
-    return values.to(dtype)
+    words = _philox(c & MASK32, c >> 32, torch.full_like(c, int(row.stream)), torch.zeros_like(c), k0, k1)
+    v = _standard(row.dist, words, p)
+    values = torch.where(j == 0, v[0], torch.where(j == 1, v[1], torch.where(j == 2, v[2], v[3])))
+    return _affine(row.dist, values, p, dtype)
 
 
 def reference_fill_(tensor: torch.Tensor, row: FillRow, seed: int) -> torch.Tensor:

@@ -73,23 +73,38 @@ def _rows_exact(x: Tensor, valid: Tensor | None = None) -> Tensor:
     if x.shape[1] == 0:  # empty rows: one absent column, so that min / max have something to reduce
         x = x.new_zeros((x.shape[0], 1))
         valid = torch.zeros(x.shape, dtype=torch.bool, device=x.device)
+    if x.numel():  # magnitudes above 2**500: measure x * 2**-e (exact), unscale mean, m2 and sumsq in fp64
+        fin = torch.isfinite(x) if valid is None else torch.isfinite(x) & valid
+        big = torch.where(fin, x.abs(), 0.0).amax(1)
+        if bool((big > 2.0**500).any()):
+            e = torch.where(big > 2.0**500, torch.frexp(big).exponent, 0)
+            rows = _rows_exact(torch.where(fin, torch.ldexp(x, -e[:, None]), x), valid)
+            inv = torch.ldexp(torch.ones_like(big), e)
+            rows[:, MEAN] *= inv
+            rows[:, M2] = rows[:, M2] * inv * inv
+            rows[:, SUMSQ] = rows[:, SUMSQ] * inv * inv
+            mn = torch.where(fin, x, _INF).amin(1)
+            rows[:, MIN], rows[:, MAX] = mn, torch.where(fin, x, -_INF).amax(1)
+            rows[:, ABSMAX] = torch.maximum(rows[:, MIN].abs(), rows[:, MAX].abs())
+            return _finalize(rows)
     w = float(x.shape[1])
     if valid is None and x.device.type == "cpu" and bool(torch.isfinite(x.sum())):  # all finite: fewer passes
         cnt = torch.full((x.shape[0],), w, dtype=torch.float64)
         xz = x
-        mean = x.sum(1) / w
-        d = x - mean[:, None]
         mn, mx = x.amin(1), x.amax(1)  # (faster than aminmax over dim 1)
+        mean = mn + (x - mn[:, None]).sum(1) / w  # about the smallest element: constant data is exact
+        d = x - mean[:, None]
         nonfinite = torch.zeros_like(cnt)
         zeros = w - torch.count_nonzero(x, dim=1).to(torch.float64)
     else:
         fin = torch.isfinite(x) if valid is None else torch.isfinite(x) & valid
         cnt = fin.sum(1, dtype=torch.float64)
         xz = torch.where(fin, x, 0.0)
-        mean = xz.sum(1) / cnt
-        d = torch.where(fin, x - mean[:, None], 0.0)
         mn = torch.where(fin, x, _INF).amin(1)
         mx = torch.where(fin, x, -_INF).amax(1)
+        lo = torch.where(cnt > 0, mn, 0.0)
+        mean = lo + torch.where(fin, x - lo[:, None], 0.0).sum(1) / cnt  # about the smallest element
+        d = torch.where(fin, x - mean[:, None], 0.0)
         nonfinite = (w if valid is None else valid.sum(1, dtype=torch.float64)) - cnt
         zeros = ((x == 0) if valid is None else (x == 0) & valid).sum(1, dtype=torch.float64)
     rows = torch.stack(
@@ -208,10 +223,19 @@ def _exact_parts(segments: Sequence[Tensor], ids: Sequence[int]) -> tuple[list[T
     return parts, owners
 
 
+def _readable(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """The same clear error on every backend for freed or resized storage (before anything reads memory), and
+    negative-bit views (``x.conj().imag``) resolved to their values."""
+    for t in tensors:
+        cpu_kernel.check_storage(t)
+    return [t.resolve_neg() if t.is_neg() else t for t in tensors]
+
+
 def _cpu_stats(tensors: Sequence[Tensor]) -> Tensor:
     """``[n, N_FIELDS]`` for CPU tensors: the C kernel in one call, else the exact fp64 torch path."""
     if cpu_kernel.library() is not None:
         return cpu_kernel.cpu_stats(tensors)
+    tensors = _readable(tensors)
     parts, owners = _exact_parts([_flat(t) for t in tensors], range(len(tensors)))
     if not parts:  # nothing but empty tensors
         parts, owners = [torch.zeros((0, N_FIELDS), dtype=torch.float64)], [torch.zeros(0, dtype=torch.long)]
@@ -302,11 +326,9 @@ def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
 
 
 def _dtensor_cls():
-    try:
-        from torch.distributed.tensor import DTensor
-    except Exception:  # torch built without distributed
-        return None
-    return DTensor
+    from depthinit.distributed import dtensor_class  # no import of torch.distributed.tensor before it is used
+
+    return dtensor_class()
 
 
 def _local(t: Tensor) -> Tensor:
@@ -510,12 +532,13 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
             "separately and join the results with LayerStats.cat"
         )
     backend = _resolve_backend(backend, device)
+    if backend == "torch" and device.type == "cpu":
+        return _cpu_stats(tensors)  # the C kernel checks storage and resolves negative-bit views itself
+    tensors = _readable(tensors)
     if backend == "triton":
         if any(t.dtype == torch.float64 for t in tensors):
             raise TypeError("layer_stats: the triton backend measures fp32 / fp16 / bf16; use backend='torch' for fp64")
         return _triton_stats([t if t.is_contiguous() else _flat(t) for t in tensors])
-    if backend == "torch" and device.type == "cpu":
-        return _cpu_stats(tensors)
     return stats_reference([_flat(t) for t in tensors])  # torch backend off CPU: deterministic per-tensor reductions
 
 

@@ -11,6 +11,8 @@ Both are plain tensors, cached by the caller (a plan, a monitor) and reused acro
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -129,6 +131,105 @@ class FillRow(NamedTuple):
     high: float = 1.0
     stream: int = 0
     geometry: ShardGeometry | None = None  # None: the tensor is the whole logical tensor
+
+
+# Columns of the fp64 parameter table of one fill row (kernels/cpu_fill.c, kernels/fill.py, depthinit.rng).
+FILL_PARAMS = ("mean", "std", "low", "high", "cdf_lo", "sf_hi", "width", "clamp_lo", "clamp_hi", "unused")
+FILL_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+MIN_TRUNC_MASS = 1e-30  # below this the inverse CDF in fp32 cannot resolve the interval
+
+
+def _fp32(x: float) -> float:
+    return float(np.float32(x)) if math.isfinite(x) else x
+
+
+def _next(x: torch.Tensor, up: bool) -> torch.Tensor:
+    """The neighbour of the 0-d floating tensor ``x`` in its own dtype (towards +inf if ``up``)."""
+    if torch.isinf(x) and (bool(x > 0) == up):
+        return x
+    bits_dtype = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    if float(x) == 0.0:
+        tiny = torch.tensor(1, dtype=bits_dtype).view(x.dtype)
+        return tiny if up else -tiny
+    bits = x.clone().view(bits_dtype)
+    return (bits + (1 if (float(x) > 0) == up else -1)).view(x.dtype)
+
+
+def dtype_floor(x: float, dtype: torch.dtype, strict: bool = False) -> float:
+    """The largest ``dtype`` value ``<= x`` (``< x`` if ``strict``), as a Python float."""
+    if math.isinf(x) and not strict:
+        return x
+    t = torch.tensor(x, dtype=torch.float64).to(dtype)
+    while float(t) > x or (strict and float(t) == x):
+        t = _next(t, up=False)
+    return float(t)
+
+
+def dtype_ceil(x: float, dtype: torch.dtype) -> float:
+    """The smallest ``dtype`` value ``>= x``, as a Python float."""
+    if math.isinf(x):
+        return x
+    t = torch.tensor(x, dtype=torch.float64).to(dtype)
+    while float(t) < x:
+        t = _next(t, up=True)
+    return float(t)
+
+
+def trunc_normal_masses(mean: float, std: float, low: float, high: float) -> tuple[float, float, float]:
+    """``(Phi(alpha), 1 - Phi(beta), Phi(beta) - Phi(alpha))`` of the standardized bounds, each with full
+    relative precision in fp64 (``math.erfc`` in the tail where it lies)."""
+    if not std > 0 or not math.isfinite(std):
+        raise ValueError(f"trunc_normal needs a finite std > 0, got {std}")
+    if not low < high:
+        raise ValueError(f"trunc_normal needs low < high, got [{low}, {high}]")
+    alpha, beta = (low - mean) / std, (high - mean) / std
+    r2 = math.sqrt(2.0)
+    cdf_lo, sf_hi = 0.5 * math.erfc(-alpha / r2), 0.5 * math.erfc(beta / r2)
+    if beta <= 0:
+        width = 0.5 * (math.erfc(-beta / r2) - math.erfc(-alpha / r2))
+    elif alpha >= 0:
+        width = 0.5 * (math.erfc(alpha / r2) - math.erfc(beta / r2))
+    else:
+        width = 1.0 - cdf_lo - sf_hi
+    return cdf_lo, sf_hi, width
+
+
+@functools.lru_cache(maxsize=4096)
+def fill_params(dist: int, mean: float, std: float, low: float, high: float, dtype: torch.dtype) -> tuple:
+    """The ``FILL_PARAMS`` of one row for a target dtype (what the kernels' parameter tables hold).
+
+    fp64 targets keep the fp64 parameters; other targets get them rounded to fp32 (the kernels compute in
+    fp32). The clamp bounds are values of the target dtype: ``[low, high)`` for uniform (the largest value
+    below ``high``), ``[low, high]`` for trunc_normal, none for normal. A constant's value is ``mean`` rounded
+    once to the target dtype. The trunc_normal masses are fp32 (the inverse CDF runs in fp32 for every target).
+    """
+    if dist not in DIST_CODES.values():
+        raise ValueError(f"unknown distribution code {dist!r}; expected one of {DIST_CODES}")
+    if dtype not in FILL_DTYPES:
+        raise TypeError(f"fill writes {', '.join(map(str, FILL_DTYPES))}; got {dtype}")
+    mean, std, low, high = float(mean), float(std), float(low), float(high)
+    wide = dtype == torch.float64
+    rnd = (lambda x: x) if wide else _fp32
+    cdf_lo = sf_hi = width = 0.0
+    clamp_lo, clamp_hi = -math.inf, math.inf
+    if dist == DIST_CONSTANT:
+        mean = float(torch.tensor(mean, dtype=torch.float64).to(dtype))
+    elif dist == DIST_UNIFORM:
+        if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+            raise ValueError(f"uniform needs finite bounds low <= high, got [{low}, {high})")
+        clamp_lo = dtype_ceil(low, dtype)
+        clamp_hi = max(dtype_floor(high, dtype, strict=True), clamp_lo)  # [a, a): the one value a
+    elif dist == DIST_TRUNC_NORMAL:
+        cdf_lo, sf_hi, width = (_fp32(v) for v in trunc_normal_masses(mean, std, low, high))
+        if not width >= MIN_TRUNC_MASS:
+            raise ValueError(
+                f"trunc_normal bounds [{low}, {high}] hold a mass of {width:.3g} of N({mean}, {std}**2), below "
+                f"{MIN_TRUNC_MASS:g}: fp32 cannot resolve it; put the bounds within ~11 std of the mean"
+            )
+        clamp_lo, clamp_hi = dtype_ceil(low, dtype), dtype_floor(high, dtype)
+        if clamp_lo > clamp_hi:
+            raise ValueError(f"trunc_normal bounds [{low}, {high}] hold no {dtype} value")
+    return (rnd(mean), rnd(std), rnd(low), rnd(high), cdf_lo, sf_hi, width, clamp_lo, clamp_hi, 0.0)
 
 
 class AotSpec(NamedTuple):

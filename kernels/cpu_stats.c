@@ -84,10 +84,10 @@ static inline void add_one(Sums *t, double v, double k) {
 
 /* Fast pass, plain loops (any dtype): eight independent lanes per accumulator. */
 #define DEFINE_PASS_LANES(NAME, LOAD)                                                                    \
-    static void NAME(const Block *b, double k, Sums *out) {                                              \
-        *out = (Sums){0, 0, k, k, 0};                                                                    \
+    static void NAME(const Block *b, double k, double f0, Sums *out) {                                              \
+        *out = (Sums){0, 0, f0, f0, 0};                                                                  \
         double s[8] = {0}, q[8] = {0}, mn[8], mx[8], z[8] = {0};                                         \
-        for (int j = 0; j < 8; j++) mn[j] = k, mx[j] = k;                                                \
+        for (int j = 0; j < 8; j++) mn[j] = f0, mx[j] = f0;                                              \
         for (int64_t r = 0; r < b->nrows; r++) {                                                         \
             const int64_t o = r * b->stride, body = b->len - b->len % 8;                                 \
             int64_t i;                                                                                   \
@@ -129,12 +129,12 @@ static inline double hsum4(__m256d a) {
  * 2 x 4 doubles. A NaN makes the sums NaN (the chunk goes to the slow path), so min / max semantics
  * with NaN do not matter here. */
 #define DEFINE_PASS_AVX2(NAME, LOAD, LOAD8)                                                              \
-    static void NAME(const Block *b, double k, Sums *out) {                                              \
+    static void NAME(const Block *b, double k, double f0, Sums *out) {                                              \
         const __m256d K = _mm256_set1_pd(k);                                                             \
         __m256d s0 = _mm256_setzero_pd(), s1 = s0, q0 = s0, q1 = s0;                                     \
-        __m256 mn = _mm256_set1_ps((float)k), mx = mn, zero = _mm256_setzero_ps();                       \
+        __m256 mn = _mm256_set1_ps((float)f0), mx = mn, zero = _mm256_setzero_ps(); /* f0: an element */ \
         __m256i z = _mm256_setzero_si256();                                                              \
-        Sums t = {0, 0, k, k, 0};                                                                        \
+        Sums t = {0, 0, f0, f0, 0};                                                                      \
         for (int64_t r = 0; r < b->nrows; r++) {                                                         \
             const int64_t o = r * b->stride, body = b->len - b->len % 8;                                 \
             int64_t i;                                                                                   \
@@ -159,11 +159,11 @@ static inline double hsum4(__m256d a) {
     }
 
 /* Fast pass, AVX2, fp64: 2 x 4 doubles. */
-static void pass_f64(const Block *b, double k, Sums *out) {
-    const __m256d K = _mm256_set1_pd(k), zero = _mm256_setzero_pd();
-    __m256d s0 = zero, s1 = zero, q0 = zero, q1 = zero, mn0 = K, mn1 = K, mx0 = K, mx1 = K;
+static void pass_f64(const Block *b, double k, double f0, Sums *out) {
+    const __m256d K = _mm256_set1_pd(k), F0 = _mm256_set1_pd(f0), zero = _mm256_setzero_pd();
+    __m256d s0 = zero, s1 = zero, q0 = zero, q1 = zero, mn0 = F0, mn1 = F0, mx0 = F0, mx1 = F0;
     __m256i z0 = _mm256_setzero_si256(), z1 = z0;
-    Sums t = {0, 0, k, k, 0};
+    Sums t = {0, 0, f0, f0, 0};
     for (int64_t r = 0; r < b->nrows; r++) {
         const double *x = (const double *)b->p + r * b->stride;
         const int64_t body = b->len - b->len % 8;
@@ -190,14 +190,17 @@ static void pass_f64(const Block *b, double k, Sums *out) {
 }
 #endif
 
-/* The slow path (a NaN or an infinity in the chunk) and the second pass, element by element. */
+/* The slow path (a NaN or an infinity in the chunk, or sums that overflow) and the second pass, element by
+ * element. Magnitudes above 2^500 are measured as x * 2^-e (a power of two: exact) and unscaled in fp64, so the
+ * mean stays finite and m2 is infinite only when it truly overflows. */
 #define DEFINE_EXACT(SLOW, SECOND, LOAD)                                                                 \
-    static void SECOND(const Block *b, double mean, double *A, double *B) {                              \
+    static void SECOND(const Block *b, double mean, double scale, double *A, double *B) {                \
         double a = 0, q = 0;                                                                             \
         for (int64_t r = 0; r < b->nrows; r++)                                                           \
             for (int64_t i = 0; i < b->len; i++) {                                                       \
                 double v = LOAD(b->p, r * b->stride + i);                                                \
                 if (!isfinite(v)) continue;                                                              \
+                v *= scale;                                                                              \
                 a += v - mean, q += (v - mean) * (v - mean);                                             \
             }                                                                                            \
         *A = a, *B = q;                                                                                  \
@@ -208,16 +211,23 @@ static void pass_f64(const Block *b, double k, Sums *out) {
             for (int64_t i = 0; i < b->len; i++) {                                                       \
                 double v = LOAD(b->p, r * b->stride + i);                                                \
                 if (!isfinite(v)) continue;                                                              \
-                if (cnt == 0) k = v;                                                                     \
-                cnt += 1, s += v - k, zeros += v == 0;                                                   \
+                cnt += 1, zeros += v == 0;                                                               \
                 mn = v < mn ? v : mn;                                                                    \
                 mx = v > mx ? v : mx;                                                                    \
             }                                                                                            \
+        double big = fmax(fabs(mn), fabs(mx)), scale = 1, inv = 1;                                       \
+        if (cnt > 0 && big > 0x1p500) scale = ldexp(1.0, -ilogb(big)), inv = ldexp(1.0, ilogb(big));     \
+        k = mn * scale;                                                                                  \
+        for (int64_t r = 0; r < b->nrows; r++)                                                           \
+            for (int64_t i = 0; i < b->len; i++) {                                                       \
+                double v = LOAD(b->p, r * b->stride + i);                                                \
+                if (isfinite(v)) s += v * scale - k;                                                     \
+            }                                                                                            \
         double mean = cnt > 0 ? k + s / cnt : NAN;                                                       \
-        if (cnt > 0) SECOND(b, mean, &a, &q);                                                            \
+        if (cnt > 0) SECOND(b, mean, scale, &a, &q);                                                     \
         out->n = cnt;                                                                                    \
-        out->mean = cnt > 0 ? mean + a / cnt : NAN;                                                      \
-        out->m2 = cnt > 0 ? fmax(q - a * a / cnt, 0.0) : 0.0;                                            \
+        out->mean = cnt > 0 ? (mean + a / cnt) * inv : NAN;                                              \
+        out->m2 = cnt > 0 ? fmax(q - a * a / cnt, 0.0) * inv * inv : 0.0;                                \
         out->mn = cnt > 0 ? mn : NAN;                                                                    \
         out->mx = cnt > 0 ? mx : NAN;                                                                    \
         out->nonfinite = (double)(b->nrows * b->len) - cnt;                                              \
@@ -234,7 +244,7 @@ static void pass_f64(const Block *b, double k, Sums *out) {
         for (int64_t i = 0; i < m; i++) k += LOAD(b->p, i);                                              \
         k /= (double)m; /* the shift: mean of the first (up to) 8 values, exact for constant data */     \
         Sums t;                                                                                          \
-        PASS(b, k, &t);                                                                                  \
+        PASS(b, k, LOAD(b->p, 0), &t); /* extremes start from an element (a NaN one goes slow) */        \
         if (!isfinite(k) || !isfinite(t.s + t.q)) { /* NaN or inf (k - k is NaN for k = inf) */         \
             SLOW(b, out);                                                                                \
             return;                                                                                      \
@@ -243,7 +253,7 @@ static void pass_f64(const Block *b, double k, Sums *out) {
         double mean = k + t.s / n, m2 = t.q - c;                                                         \
         if (c > FAR * t.q) { /* the shift is far from the mean: measure about the mean */                \
             double A, B;                                                                                 \
-            SECOND(b, mean, &A, &B);                                                                     \
+            SECOND(b, mean, 1.0, &A, &B);                                                                \
             m2 = B - A * A / n;                                                                          \
             mean += A / n;                                                                               \
         }                                                                                                \

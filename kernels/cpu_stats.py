@@ -6,31 +6,27 @@ over each 4096-element chunk while it is in L1, fp64 accumulators, Chan merge in
 writes the ``[n, 9]`` fp64 rows of the statistics contract. Results are bitwise independent of the
 number of threads.
 
-The shared library is compiled once per source / flags / compiler into the cache directory
-(``$DEPTHINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/depthinit``, else ``~/.cache/depthinit``), which takes
-well under a second. Without a C compiler :func:`library` returns None (and logs why once); callers
-then use the exact torch path. ``DEPTHINIT_STATS_COMPILE=0`` turns the kernel off.
+The shared library is built and cached by :mod:`depthinit.kernels.native` (well under a second, once).
+Without a C compiler :func:`library` returns None (and logs why once); callers then use the exact torch
+path. ``DEPTHINIT_STATS_COMPILE=0`` turns the kernel off.
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from . import native
 from ._tables import STAT_FIELDS
+from .native import cache_dir, compile_flags  # noqa: F401  (re-exported: one build mechanism for all C kernels)
 
 log = logging.getLogger(__name__)
 
@@ -40,84 +36,15 @@ N_FIELDS = len(STAT_FIELDS)
 CHUNK = 4096  # elements per chunk, as in cpu_stats.c
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("DEPTHINIT_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "depthinit"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def compile_flags() -> list[str]:
-    """``-O3`` plus AVX2 / FMA / F16C where this x86 CPU has them (the kernel's fast pass)."""
-    flags = ["-O3", "-std=c11", "-fPIC", "-shared", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
-    if platform.machine() in ("x86_64", "AMD64"):
-        have = _cpu_flags()
-        if {"avx2", "fma"} <= have:
-            flags += ["-mavx2", "-mfma"] + (["-mf16c"] if "f16c" in have else [])
-    return flags
-
-
 def build(out_dir: Path | None = None) -> Path:
-    """Compile ``cpu_stats.c`` into ``out_dir`` (default: the cache) unless already there; its path.
-
-    Raises ``RuntimeError`` with the compiler's message when it cannot be built.
-    """
-    cc = _compiler()
-    if cc is None:
-        raise RuntimeError("no C compiler found (set CC, or install gcc / clang)")
-    flags = compile_flags()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), cc.encode(), platform.machine().encode()]))
-    out_dir = Path(out_dir) if out_dir is not None else cache_dir()
-    path = out_dir / f"cpu_stats-{key.hexdigest()[:16]}.so"
-    if path.exists():
-        return path
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-    os.close(fd)
-    try:
-        res = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-2000:]}")
-        os.replace(tmp, path)  # atomic: concurrent builders all end with a complete file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Compile ``cpu_stats.c`` into ``out_dir`` (default: the cache) unless already there; its path."""
+    return native.build(SOURCE, compile_flags(), out_dir)
 
 
 @functools.cache
 def library() -> ctypes.CDLL | None:
     """The loaded kernel, or None when it is turned off or cannot be built (logged once)."""
-    if os.environ.get("DEPTHINIT_STATS_COMPILE", "1") == "0":
-        return None
-    if not sys.platform.startswith(("linux", "darwin")):
-        log.warning("depthinit.stats: the CPU kernel is built on Linux and macOS only; using the exact torch path")
-        return None
-    try:
-        return load(build())
-    except (OSError, RuntimeError) as exc:
-        log.warning("depthinit.stats: CPU kernel unavailable (%s); using the exact torch path", exc)
-        return None
+    return native.open_library(build, load, "DEPTHINIT_STATS_COMPILE", "depthinit.stats", log)
 
 
 def load(path: str | os.PathLike) -> ctypes.CDLL:
@@ -169,13 +96,16 @@ def is_dense_permutation(t: Tensor) -> bool:
     return True
 
 
-def _check_storage(t: Tensor) -> None:
-    """The kernel reads raw memory: refuse a view whose storage no longer covers it (freed or resized)."""
-    if t.device.type != "cpu":
-        raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {t.device}")
-    if t.numel() == 0:
+def check_storage(t: Tensor, contiguous: bool | None = None) -> None:
+    """Kernels read raw memory: refuse a view whose storage no longer covers it (freed or resized), on every
+    backend, with one message. ``contiguous``: ``t.is_contiguous()`` when the caller knows it."""
+    n = t.numel()
+    if n == 0:
         return
-    extent = t.storage_offset() + sum((n - 1) * st for n, st in zip(t.shape, t.stride())) + 1
+    if contiguous if contiguous is not None else t.is_contiguous():
+        extent = t.storage_offset() + n
+    else:
+        extent = t.storage_offset() + sum((k - 1) * st for k, st in zip(t.shape, t.stride())) + 1
     if extent * t.element_size() > t.untyped_storage().nbytes():
         raise ValueError(
             f"depthinit.stats: a tensor of shape {tuple(t.shape)} lies outside its storage "
@@ -195,18 +125,29 @@ def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes
         raise RuntimeError("the CPU statistics kernel is not available (see the log)")
     keep, table = [], []
     for t in tensors:
-        _check_storage(t)
-        d = describe(t)
-        if d is None:
-            t = t.contiguous()
+        if not t.is_cpu:
+            raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {t.device}")
+        if t.is_neg():  # a negative-bit view (x.conj().imag, torch._neg_view): read its values, not its memory
+            t = t.resolve_neg()
+            keep.append(t)  # alive until the call returns
+        if t.is_contiguous():  # the common case, with as few calls into torch as possible
+            code = DTYPE_CODES.get(t.dtype)
+            check_storage(t, True)
+            n = t.numel()
+            d = (t.data_ptr(), code, 1, n, n) if code is not None and n else describe(t)
+        else:
+            check_storage(t, False)
             d = describe(t)
-        keep.append(t)  # alive until the call returns
-        table.extend(d)
+            if d is None:
+                t = t.contiguous()
+                d = describe(t)
+                keep.append(t)  # alive until the call returns
+        table += d
     n = len(tensors)
-    desc = (ctypes.c_int64 * len(table))(*table)
+    desc = np.fromiter(table, dtype=np.int64, count=len(table))
     out = torch.empty((n, N_FIELDS), dtype=torch.float64)
     if n:
         threads = torch.get_num_threads() if threads is None else threads
-        if lib.depthinit_stats(n, desc, out.data_ptr(), int(threads)) != 0:
+        if lib.depthinit_stats(n, desc.ctypes.data, out.data_ptr(), int(threads)) != 0:
             raise MemoryError("depthinit.stats: the CPU kernel could not allocate its chunk table")
     return out

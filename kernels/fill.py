@@ -9,10 +9,12 @@ below mirrors a function there, op for op, in fp32, under the random-number cont
 * normal: per word pair ``(w0, w1)`` and ``(w2, w3)``: ``r = sqrt(-2 * log(unit(w_even)))`` (``sqrt_rn``),
   ``t = fp32(2 pi) * unit(w_odd)``, ``z_even = r * cos(t)``, ``z_odd = r * sin(t)``, then ``mean + std * z``;
 * uniform: ``low + (high - low) * unit(w)``;
-* trunc_normal: ``p = cdf_lo + (cdf_hi - cdf_lo) * unit(w)``, ``x = clamp(2 * p - 1, -(1 - 2**-24), 1 - 2**-24)``,
-  ``z = fp32(sqrt 2) * erfinv(x)`` (Giles' single-precision erfinv in plain arithmetic: both branches evaluated,
-  then selected), ``clamp(mean + std * z, low, high)``;
-* constant: ``mean``; no random numbers.
+* trunc_normal: ``p = cdf_lo + width * u``, ``q = sf_hi + width * (1 - u)``, ``|z| = ppnd7(min(p, q))`` (AS241
+  PPND7: both branches evaluated, then selected; IEEE division ``div_rn``), negative when ``p <= q``, then
+  ``mean + std * z``;
+* constant: ``mean`` (already rounded to the tensor's dtype on the host); no random numbers;
+* uniform and trunc_normal values are clamped to ``[clamp_lo, clamp_hi]``, values of the tensor's dtype
+  (uniform: the largest below ``high``), so they lie in ``[low, high)`` / ``[low, high]`` after rounding.
 
 Each value is rounded once to its tensor's dtype (bf16 by an integer round-to-nearest-even, identical in the
 interpreter and on the GPU). The launch disables FMA contraction (``enable_fp_fusion=False``), so every ``+`` and
@@ -24,7 +26,8 @@ Tables of one launch, built once on the host by :func:`prepare_fill` and cached 
 
 * pointer table: int64 ``data_ptr`` per tensor (``_tables.pointer_table``);
 * ``iparams`` int64 ``[T, 10]``: dist, dtype code, stream, outer, run, global stride, start, slots, fast;
-* ``fparams`` fp32 ``[T, 8]``: mean, std, low, high, cdf_lo, cdf_hi (from fp64 on the host);
+* ``fparams`` fp32 ``[T, 10]``: ``_tables.FILL_PARAMS`` (mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo,
+  clamp_hi), from :func:`depthinit.kernels._tables.fill_params` for the tensor's dtype;
 * chunk table (``_tables.chunk_table``): program ``p`` fills block ``block[p]`` of tensor ``tensor[p]``.
 
 A program computes Philox once for each of ``BLOCK`` counters and writes the ``[BLOCK, 4]`` tile of elements they
@@ -48,7 +51,6 @@ are int32 (below 2**31, checked on the host), so the slot division is a 32-bit o
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -64,11 +66,13 @@ from ._tables import (
     DIST_NORMAL,
     DIST_TRUNC_NORMAL,
     DIST_UNIFORM,
+    FILL_PARAMS,
     AotSpec,
     FillRow,
     ShardGeometry,
     cdiv,
     chunk_table,
+    fill_params,
     pointer_table,
 )
 
@@ -78,7 +82,7 @@ __all__ = ["FillLaunch", "prepare_fill", "DTYPE_CODES", "aot_specs"]
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
 NI: tl.constexpr = tl.constexpr(10)  # int64 columns of iparams
-NF: tl.constexpr = tl.constexpr(8)  # fp32 columns of fparams
+NF: tl.constexpr = tl.constexpr(len(FILL_PARAMS))  # fp32 columns of fparams
 
 _NORMAL: tl.constexpr = tl.constexpr(DIST_NORMAL)
 _UNIFORM: tl.constexpr = tl.constexpr(DIST_UNIFORM)
@@ -126,44 +130,53 @@ def _box_muller(wa, wb):
 
 
 @triton.jit
-def _erfinv(x):
-    """``rng.erfinv_f32``: M. Giles, "Approximating the erfinv function" (GPU Computing Gems), fp32 version."""
-    w = -tl.log((1.0 - x) * (1.0 + x))
-    wc = w - 2.5
-    pc = 2.81022636e-08
-    pc = 3.43273939e-07 + pc * wc
-    pc = -3.5233877e-06 + pc * wc
-    pc = -4.39150654e-06 + pc * wc
-    pc = 0.00021858087 + pc * wc
-    pc = -0.00125372503 + pc * wc
-    pc = -0.00417768164 + pc * wc
-    pc = 0.246640727 + pc * wc
-    pc = 1.50140941 + pc * wc
-    wt = tl.sqrt_rn(w) - 3.0
-    pt = -0.000200214257
-    pt = 0.000100950558 + pt * wt
-    pt = 0.00134934322 + pt * wt
-    pt = -0.00367342844 + pt * wt
-    pt = 0.00573950773 + pt * wt
-    pt = -0.0076224613 + pt * wt
-    pt = 0.00943887047 + pt * wt
-    pt = 1.00167406 + pt * wt
-    pt = 2.83297682 + pt * wt
-    return tl.where(w < 5.0, pc, pt) * x
+def _ppnd7(s):
+    """``rng.ppnd7``: -Phi^-1(s) >= 0 of tail probabilities s in (0, 0.5] (Wichura, AS241 PPND7)."""
+    q = 0.5 - s
+    r = 0.180625 - q * q
+    na = 5.9109374720e1
+    na = na * r + 1.5929113202e2
+    na = na * r + 5.0434271938e1
+    na = na * r + 3.3871327179
+    da = 6.7187563600e1
+    da = da * r + 7.8757757664e1
+    da = da * r + 1.7895169469e1
+    da = da * r + 1.0
+    central = tl.math.div_rn(q * na, da)
+    t = tl.sqrt_rn(-tl.log(tl.maximum(s, 1.1754943508222875e-38)))
+    tc = t - 1.6
+    te = t - 5.0
+    nc = 1.7023821103e-1
+    nc = nc * tc + 1.3067284816
+    nc = nc * tc + 2.7568153900
+    nc = nc * tc + 1.4234372777
+    dc = 1.2021132975e-1
+    dc = dc * tc + 7.3700164250e-1
+    dc = dc * tc + 1.0
+    ne = 1.7337203997e-2
+    ne = ne * te + 4.2868294337e-1
+    ne = ne * te + 3.0812263860
+    ne = ne * te + 6.6579051150
+    de = 1.2258202635e-2
+    de = de * te + 2.4197894225e-1
+    de = de * te + 1.0
+    tail = tl.where(t <= 5.0, tl.math.div_rn(nc, dc), tl.math.div_rn(ne, de))
+    return tl.where(q <= 0.425, central, tail)
 
 
 @triton.jit
-def _trunc_normal(w, mean, std, low, high, cdf_lo, cdf_hi):
-    """``rng`` truncated normal by inverse CDF of one word."""
-    p = cdf_lo + (cdf_hi - cdf_lo) * _unit(w)
-    x = 2.0 * p - 1.0
-    x = tl.minimum(tl.maximum(x, -0.99999994039535522), 0.99999994039535522)
-    z = 1.4142135623730951 * _erfinv(x)
-    return tl.minimum(tl.maximum(mean + std * z, low), high)
+def _trunc_normal(w, mean, std, cdf_lo, sf_hi, width):
+    """``rng`` truncated normal by inverse CDF of one word, from the smaller of p and 1 - p."""
+    u = _unit(w)
+    p = cdf_lo + width * u
+    q = sf_hi + width * (1.0 - u)
+    lower = p <= q
+    z = _ppnd7(tl.where(lower, p, q))
+    return mean + std * tl.where(lower, -z, z)
 
 
 @triton.jit
-def _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK: tl.constexpr):
+def _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, sf_hi, width, BLOCK: tl.constexpr):
     """The four fp32 values (words 0..3) of each counter of ``counter`` (int64 [BLOCK, 1])."""
     if dist == _CONSTANT:
         v0 = tl.full([BLOCK, 1], 0.0, tl.float32) + mean
@@ -189,10 +202,10 @@ def _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi,
             v2 = low + width * _unit(w2)
             v3 = low + width * _unit(w3)
         else:
-            v0 = _trunc_normal(w0, mean, std, low, high, cdf_lo, cdf_hi)
-            v1 = _trunc_normal(w1, mean, std, low, high, cdf_lo, cdf_hi)
-            v2 = _trunc_normal(w2, mean, std, low, high, cdf_lo, cdf_hi)
-            v3 = _trunc_normal(w3, mean, std, low, high, cdf_lo, cdf_hi)
+            v0 = _trunc_normal(w0, mean, std, cdf_lo, sf_hi, width)
+            v1 = _trunc_normal(w1, mean, std, cdf_lo, sf_hi, width)
+            v2 = _trunc_normal(w2, mean, std, cdf_lo, sf_hi, width)
+            v3 = _trunc_normal(w3, mean, std, cdf_lo, sf_hi, width)
     return v0, v1, v2, v3
 
 
@@ -227,11 +240,20 @@ def _store(addr, dtype_code, offs, vals, mask, MASKED: tl.constexpr, ALIGNED: tl
 
 
 @triton.jit
-def _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK: tl.constexpr):
-    """[BLOCK, 4] fp32 tile: row ``c`` holds the 4 elements of ``counter[c]`` (word ``j`` in column ``j``)."""
-    v0, v1, v2, v3 = _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK)
+def _tile(counter, stream, k0, k1, dist, fp, BLOCK: tl.constexpr):
+    """[BLOCK, 4] fp32 tile: row ``c`` holds the 4 elements of ``counter[c]`` (word ``j`` in column ``j``),
+    clamped to the tensor's ``[clamp_lo, clamp_hi]``; ``fp`` points at the tensor's fparams row."""
+    mean = tl.load(fp + 0)
+    std = tl.load(fp + 1)
+    low = tl.load(fp + 2)
+    high = tl.load(fp + 3)
+    cdf_lo = tl.load(fp + 4)
+    sf_hi = tl.load(fp + 5)
+    width = tl.load(fp + 6)
+    v0, v1, v2, v3 = _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, sf_hi, width, BLOCK)
     j = tl.arange(0, 4)[None, :]
-    return tl.where(j == 0, v0, tl.where(j == 1, v1, tl.where(j == 2, v2, v3)))
+    v = tl.where(j == 0, v0, tl.where(j == 1, v1, tl.where(j == 2, v2, v3)))
+    return tl.minimum(tl.maximum(v, tl.load(fp + 7)), tl.load(fp + 8))
 
 
 @triton.jit(do_not_specialize=["key0", "key1"])  # one compiled kernel for every seed
@@ -260,12 +282,6 @@ def _fill_kernel(
     slots = tl.load(ip + 7)
     fast = tl.load(ip + 8)
     fp = fparams + tid * NF
-    mean = tl.load(fp + 0)
-    std = tl.load(fp + 1)
-    low = tl.load(fp + 2)
-    high = tl.load(fp + 3)
-    cdf_lo = tl.load(fp + 4)
-    cdf_hi = tl.load(fp + 5)
     addr = tl.load(ptr_table + tid)
     k0 = key0.to(tl.uint32, bitcast=True)
     k1 = key1.to(tl.uint32, bitcast=True)
@@ -276,7 +292,7 @@ def _fill_kernel(
     if (fast != 0) & ((blk + 1) * (4 * BLOCK) <= run):
         # fast: a full block of one run that starts at a multiple of 4; 4 * BLOCK contiguous elements, no mask
         counter = start // 4 + blk * BLOCK + r
-        vals = _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK)
+        vals = _tile(counter, stream, k0, k1, dist, fp, BLOCK)
         offs = (blk * BLOCK + r) * 4 + j
         _store(addr, dtype_code, offs, vals, offs >= 0, False, ALIGNED)
     else:
@@ -285,7 +301,7 @@ def _fill_kernel(
         a = q // slots.to(tl.int32)
         g_run = a.to(tl.int64) * gstride + start  # global index of the run's first element
         counter = g_run // 4 + (q - a * slots.to(tl.int32))
-        vals = _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, cdf_hi, BLOCK)
+        vals = _tile(counter, stream, k0, k1, dist, fp, BLOCK)
         g = counter * 4 + j
         mask = (a < outer) & (g >= g_run) & (g < g_run + run)
         _store(addr, dtype_code, a.to(tl.int64) * run + (g - g_run), vals, mask, True, False)
@@ -294,10 +310,6 @@ def _fill_kernel(
 # ----------------------------------------------------------------------------------------------------------------
 # host side
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _norm_cdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 def tensor_params(row: FillRow, numel: int, dtype: torch.dtype, block: int) -> tuple[list[int], list[float], int]:
@@ -316,14 +328,8 @@ def tensor_params(row: FillRow, numel: int, dtype: torch.dtype, block: int) -> t
     slots = cdiv(run + start % 4, 4) if geo.outer == 1 else cdiv(run + 3, 4)  # counters a run can touch
     if geo.outer * slots >= 2**31:
         raise ValueError(f"a tensor (shard) of {numel} elements is too large for one fill: split it")
-    cdf_lo = cdf_hi = 0.0
-    if row.dist == DIST_TRUNC_NORMAL:
-        if not row.std > 0 or not row.low < row.high:
-            raise ValueError(f"trunc_normal needs std > 0 and low < high, got {row}")
-        cdf_lo = _norm_cdf((row.low - row.mean) / row.std)
-        cdf_hi = _norm_cdf((row.high - row.mean) / row.std)
     ints = [row.dist, DTYPE_CODES[dtype], int(row.stream), geo.outer, run, gstride, start, slots, int(fast), 0]
-    floats = [row.mean, row.std, row.low, row.high, cdf_lo, cdf_hi, 0.0, 0.0]
+    floats = list(fill_params(row.dist, row.mean, row.std, row.low, row.high, dtype))
     return ints, floats, cdiv(geo.outer * slots, block) if numel else 0
 
 

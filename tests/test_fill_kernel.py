@@ -7,11 +7,13 @@ Tolerances (``close``), all relative to ``scale = |mean| + std * ZMAX``, the lar
 * normal: the interpreter evaluates ``log/cos/sin`` with NumPy, torch with its own vectorized libm, each within
   1 ulp; the chain ``sqrt(-2 log u)``, ``r cos t``, ``mean + std z`` adds at most a few roundings:
   ``4 ulp(scale)`` (measured: under 1 ulp);
-* trunc_normal: ``log`` and ``sqrt`` inside erfinv, then the polynomial and the affine map: ``8 ulp(scale)``;
+* trunc_normal: ``log`` and ``sqrt`` inside PPND7's tail branch, then the rational function and the affine map:
+  ``8 ulp(scale)``;
 * fp16 / bf16 outputs: the fp32 values above rounded once; a few-ulp fp32 difference can move a value across a
   rounding boundary of the output dtype, so at most 1 ulp of the output dtype apart.
 
-``ZMAX = 6``: Box-Muller radii are below sqrt(2 * 24 ln 2) = 5.8 (u >= 2**-24), inverse-CDF values below 5.4.
+``ZMAX = 6``: Box-Muller radii are below sqrt(2 * 24 ln 2) = 5.8 (u >= 2**-24); the truncated normals here stay
+within their bounds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import pytest
 import torch
 from scipy import stats
 
-from depthinit import fill as dfill
 from depthinit import rng
 from depthinit.fill import fill_tensors
 from depthinit.kernels import fill as kfill
@@ -234,9 +235,10 @@ def test_fill_tensors_layouts_dtypes_and_ties():
     nc = torch.empty(5, 4).t()  # non-contiguous (4, 5) view: filled through a buffer, row-major logical order
     f64 = torch.empty(4, 5, dtype=torch.float64)
     tied = torch.empty(4, 5)
-    for backend in ("torch", "triton"):
+    ref64 = rng.reference_values(row, SEED, 20, torch.float64).reshape(4, 5)  # fp64 parameters, fp64 affine step
+    for backend in ("torch", "native", "triton"):
         fill_tensors([nc, f64, tied, tied], [row, row, row, row], SEED, backend=backend)
-        assert torch.equal(nc, ref) and torch.equal(f64, ref.double()) and torch.equal(tied, ref)
+        assert torch.equal(nc, ref) and torch.equal(f64, ref64) and torch.equal(tied, ref)
     with pytest.raises(ValueError, match="twice with different rows"):
         fill_tensors([tied, tied], [row, row._replace(stream=12)], SEED)
 
@@ -245,7 +247,8 @@ def test_fill_tensors_parameters_and_empty():
     p = torch.nn.Parameter(torch.empty(3, 4))
     fill_tensors([p, torch.empty(0)], [_row(DIST_NORMAL, None, 1), _row(DIST_NORMAL, None, 2)], SEED)
     ref = rng.reference_values(_row(DIST_NORMAL, None, 1), SEED, 12).view(3, 4)
-    assert p.requires_grad and torch.equal(p.detach(), ref)
+    assert p.requires_grad
+    close(p.detach(), ref, _row(DIST_NORMAL, None, 1))
 
 
 @pytest.mark.parametrize(
@@ -275,33 +278,6 @@ def test_fill_tensors_rejects_bad_arguments():
         fill_tensors([t], [(0, 0.0, 1.0)], SEED)
     with pytest.raises(ValueError, match="geometry"):
         fill_tensors([t], [_row(DIST_NORMAL, ShardGeometry.full(4), 0)], SEED)
-
-
-def test_compiled_cpu_path_equals_reference(monkeypatch):
-    """The torch.compile'd block function (large CPU fills): uniform bit for bit, normal to a few ulp.
-
-    Compiles two graphs (uniform, normal) unless inductor's on-disk cache has them from an earlier run.
-    """
-    monkeypatch.setenv("DEPTHINIT_CPU_COMPILE", "1")
-    n = dfill.CPU_CHUNK * 4 + dfill.CPU_CHUNK + 3  # one full block and a partial one
-    geo = ShardGeometry.along((2, n + 10), 1, 5, n)  # two runs starting at odd offsets
-    for dist in (DIST_UNIFORM, DIST_NORMAL):
-        for g in (None, geo):
-            row = _row(dist, g, stream=21)
-            numel = n if g is None else g.local_numel
-            t = torch.empty(numel)
-            fill_tensors([t], [row], SEED, backend="torch")
-            close(t, rng.reference_values(row, SEED, numel), row)
-    assert not dfill._compile_failed, dfill._compile_failed
-    assert set(dfill._compiled) >= {DIST_UNIFORM, DIST_NORMAL}
-
-
-def test_cpu_block_function_policy(monkeypatch):
-    cpu = torch.device("cpu")
-    monkeypatch.setenv("DEPTHINIT_CPU_COMPILE", "0")
-    assert dfill._block_function(DIST_NORMAL, cpu, 10**9) == (dfill._eager_block, dfill.EAGER_CHUNK)
-    monkeypatch.setenv("DEPTHINIT_CPU_COMPILE", "auto")
-    assert dfill._block_function(DIST_NORMAL, cpu, dfill.COMPILE_MIN_NUMEL - 1)[0] is dfill._eager_block
 
 
 def test_numpy_free_of_nan_after_fill():

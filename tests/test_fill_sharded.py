@@ -2,9 +2,10 @@
 
 One spawned function per world size runs every case on one process group (DTensor ``Shard(0)``,
 ``Shard(1)``, ``Shard(d)`` of a 3-D tensor, ``Replicate``, uneven and empty shards, 2-D meshes, FSDP2
-``fully_shard``) and sends back, per case, each rank's local shard and geometry and the gathered full tensor.
+``fully_shard``, and weights of 2M elements compared on each rank with its own unsharded fill) and sends back,
+per case, each rank's local shard and geometry and the gathered full tensor.
 The parent compares them with the single-process fill on the same backend, exactly: every rank computes the
-same fp32 ops on the same values as the single process, so not one bit may differ (the torch path and the
+same fp32 ops on the same values as the single process, so not one bit may differ (the C kernel and the
 Triton interpreter differ from each other by a few ulp in ``log/cos/sin``; test_fill_kernel.py bounds that).
 """
 
@@ -59,6 +60,32 @@ def _np(t: torch.Tensor):
     return t.detach().cpu().numpy().copy()
 
 
+LARGE_SHAPE = (2000, 1024)  # 2M elements: each rank's shard spans many work units of the C kernel and both threads
+
+
+def _large_cases(rank: int, world: int, mesh) -> dict:
+    """Each rank fills DTensor shards of a 2M-element weight (uneven Shard(0), Shard(1)) and compares them with its
+    own unsharded fill; returns per case (differing elements, local elements) as plain ints. (Before the single
+    CPU path, a 2000 x 1000 weight on 2 gloo ranks differed from the single-process fill in 431,378 elements:
+    each rank's half took another code path.)"""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    out = {}
+    for dist in (DIST_NORMAL, DIST_TRUNC_NORMAL):
+        row = FillRow(dist, std=0.02, low=-0.04, high=0.04, stream=rng.stream_id(f"large.{dist}"))
+        uneven = (LARGE_SHAPE[0] + 3, LARGE_SHAPE[1])
+        for name, shape, dim in (("shard0_uneven", uneven, 0), ("shard1", LARGE_SHAPE, 1)):
+            dt = distribute_tensor(torch.empty(shape), mesh, [Shard(dim)])
+            fill_tensors([dt], [row], SEED)
+            whole = torch.empty(shape)
+            fill_tensors([whole], [row], SEED)
+            local = dt.to_local()
+            size = -(-shape[dim] // world)  # torch's chunking: ceil-sized shards, the last one shorter
+            expected = whole.narrow(dim, min(rank * size, shape[dim]), local.shape[dim])
+            out[(name, dist)] = (int((local != expected).sum()), local.numel())
+    return out
+
+
 def _worker(rank: int, world: int) -> dict:
     from torch import nn
     from torch.distributed.device_mesh import init_device_mesh
@@ -76,6 +103,8 @@ def _worker(rank: int, world: int) -> dict:
             row = _row(dist, stream=rng.stream_id(f"{name}.{dist}"))
             fill_tensors([dt], [row], SEED, backend=backend)
             out["cases"][(name, dist)] = (row, _np(dt.to_local()), local_geometry(dt), _np(dt.full_tensor()))
+
+    out["large"] = _large_cases(rank, world, meshes[(world,)])
 
     # two different tensor dims sharded: a clear NotImplementedError
     if world == 4:
@@ -130,6 +159,10 @@ def test_sharded_fills_equal_the_unsharded_fill(world):
     assert 0 in sizes and sum(sizes) == math.prod(cases["shard0_empty_ranks"][0])
     if world == 4:
         assert "several tensor dimensions" in results[0]["errors"]["two_dims"]
+    for key in results[0]["large"]:  # 2M-element weights: not one bit differs from the unsharded fill
+        assert [res["large"][key][0] for res in results] == [0] * world, f"{key}: differing elements per rank"
+        shape = (LARGE_SHAPE[0] + 3, LARGE_SHAPE[1]) if key[0] == "shard0_uneven" else LARGE_SHAPE
+        assert sum(res["large"][key][1] for res in results) == math.prod(shape) >= 2_000_000
 
     fsdp = results[0]["fsdp"]
     hidden = 2 * world + 1
@@ -140,3 +173,4 @@ def test_sharded_fills_equal_the_unsharded_fill(world):
         assert torch.equal(torch.from_numpy(full), p.detach()), f"FSDP parameter {name} != the unsharded fill"
     with torch.no_grad():  # the forward pass all-gathers the filled shards: FSDP's own storage holds the values
         torch.testing.assert_close(torch.from_numpy(fsdp["y"]), ref_model(torch.from_numpy(fsdp["x"])), rtol=0, atol=0)
+

@@ -1,0 +1,430 @@
+/* Fill many CPU tensors in one call under the random-number contract: the CPU counterpart of kernels/fill.py.
+ *
+ * The torch reference is depthinit/rng.py; every function below mirrors one there, one IEEE operation at a time
+ * (the library is built with -ffp-contract=off and without -ffast-math, so the compiler neither fuses nor
+ * reorders them). Element i of the full logical tensor takes word i % 4 of Philox4x32-10 at counter
+ * (i / 4 low, i / 4 high, stream, 0), key (seed low, seed high):
+ *     unit(w)      = ((w >> 9) + 0.5) * 2^-23                                    (fp32, exact)
+ *     normal       = Box-Muller on the word pairs (0, 1), (2, 3): r = sqrt(-2 log u0), t = fp32(2 pi) * u1,
+ *                    z = r cos t (even element), r sin t (odd element)
+ *     uniform      = low + (high - low) * u
+ *     trunc_normal = z = Phi^-1(p) with p = cdf_lo + width * u computed together with 1 - p = sf_hi + width *
+ *                    (1 - u) (each exact to fp32 rounding in its own tail), AS241 PPND7 on the smaller one
+ *     then mean + std * z, clamped to [clamp_lo, clamp_hi] (target-dtype values: half-open uniform, closed
+ *     trunc_normal), rounded once to the target dtype.
+ * fp32 / fp16 / bf16 targets compute everything in fp32; fp64 targets compute z (or u) in fp32 and the
+ * affine step and the clamp in fp64 with fp64 parameters.
+ *
+ * log, sin and cos are this file's own (Cephes single-precision algorithms: range reduction with exact
+ * products, minimax polynomials, about 1 ulp), written without branches so that the element loops vectorize;
+ * the same bits come out on every machine. torch's log / sin / cos (the reference) are within 1 ulp too.
+ *
+ * Each tensor is described by 8 int64 (ptr, dtype, dist, stream, outer, run, gstride, start) and 10 fp64
+ * (mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo, clamp_hi, unused): the tensor is `outer` runs of
+ * `run` contiguous elements; run a starts at global index a * gstride + start. Work is cut into units of
+ * about CHUNK elements (a segment of a long run, or several short runs); units are split evenly over the
+ * threads. Every value depends only on (seed, stream, global index): never on the split or the thread count.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F64 = 3 };
+enum { DIST_NORMAL = 0, DIST_UNIFORM = 1, DIST_TRUNC_NORMAL = 2, DIST_CONSTANT = 3 };
+enum { NI = 8, NF = 10, CHUNK = 4096, MAXC = CHUNK / 4 + 2 };
+enum { P_MEAN, P_STD, P_LOW, P_HIGH, P_CDF_LO, P_SF_HI, P_WIDTH, P_CLAMP_LO, P_CLAMP_HI };
+
+static inline uint32_t f2u(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+static inline float u2f(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* ---------------------------------------------------------------------------------------- Philox4x32-10 */
+
+/* Philox of one counter (the scalar path, and the tail of the vector one). */
+static inline void philox1(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict out) {
+    uint32_t x0 = (uint32_t)c, x1 = (uint32_t)(c >> 32), x2 = stream, x3 = 0, a = k0, b = k1;
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)x0 * 0xD2511F53u, p1 = (uint64_t)x2 * 0xCD9E8D57u;
+        uint32_t y0 = (uint32_t)(p1 >> 32) ^ x1 ^ a, y2 = (uint32_t)(p0 >> 32) ^ x3 ^ b;
+        x1 = (uint32_t)p1, x3 = (uint32_t)p0, x0 = y0, x2 = y2;
+        a += 0x9E3779B9u, b += 0xBB67AE85u;
+    }
+    out[0] = x0, out[1] = x1, out[2] = x2, out[3] = x3;
+}
+
+#if defined(__AVX2__)
+/* High and low words of x * m in 8 lanes (32 x 32 -> 64-bit products of the even, then the odd lanes). */
+static inline void mulhilo8(__m256i x, __m256i m, __m256i *hi, __m256i *lo) {
+    __m256i pe = _mm256_mul_epu32(x, m), po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
+    *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+}
+
+/* Philox of the G * 8 counters c .. c + 8 G - 1, written interleaved to out[0 .. 32 G): G independent groups
+ * of 8 lanes hide the latency of the multiplies. */
+enum { G = 4 };
+static inline void philox8g(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict out) {
+    uint32_t lo[8 * G], hi[8 * G];
+    for (int i = 0; i < 8 * G; i++) lo[i] = (uint32_t)(c + i), hi[i] = (uint32_t)((c + i) >> 32);
+    __m256i x0[G], x1[G], x2[G], x3[G];
+    for (int g = 0; g < G; g++) {
+        x0[g] = _mm256_loadu_si256((const __m256i *)(lo + 8 * g));
+        x1[g] = _mm256_loadu_si256((const __m256i *)(hi + 8 * g));
+        x2[g] = _mm256_set1_epi32((int)stream), x3[g] = _mm256_setzero_si256();
+    }
+    __m256i a = _mm256_set1_epi32((int)k0), b = _mm256_set1_epi32((int)k1);
+    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
+    const __m256i w0 = _mm256_set1_epi32((int)0x9E3779B9u), w1 = _mm256_set1_epi32((int)0xBB67AE85u);
+    for (int r = 0; r < 10; r++) {
+        for (int g = 0; g < G; g++) {
+            __m256i h0, l0, h1, l1;
+            mulhilo8(x0[g], m0, &h0, &l0);
+            mulhilo8(x2[g], m1, &h1, &l1);
+            x0[g] = _mm256_xor_si256(_mm256_xor_si256(h1, x1[g]), a);
+            x2[g] = _mm256_xor_si256(_mm256_xor_si256(h0, x3[g]), b);
+            x1[g] = l1, x3[g] = l0;
+        }
+        a = _mm256_add_epi32(a, w0), b = _mm256_add_epi32(b, w1);
+    }
+    for (int g = 0; g < G; g++) { /* 4 x 8 transpose: counter i's words to out[4 i .. 4 i + 4) */
+        uint32_t *o = out + 32 * g;
+        __m256i t0 = _mm256_unpacklo_epi32(x0[g], x1[g]), t1 = _mm256_unpackhi_epi32(x0[g], x1[g]);
+        __m256i t2 = _mm256_unpacklo_epi32(x2[g], x3[g]), t3 = _mm256_unpackhi_epi32(x2[g], x3[g]);
+        __m256i r0 = _mm256_unpacklo_epi64(t0, t2), r1 = _mm256_unpackhi_epi64(t0, t2);
+        __m256i r2 = _mm256_unpacklo_epi64(t1, t3), r3 = _mm256_unpackhi_epi64(t1, t3);
+        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(r0, r1, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 8), _mm256_permute2x128_si256(r2, r3, 0x20));
+        _mm256_storeu_si256((__m256i *)(o + 16), _mm256_permute2x128_si256(r0, r1, 0x31));
+        _mm256_storeu_si256((__m256i *)(o + 24), _mm256_permute2x128_si256(r2, r3, 0x31));
+    }
+}
+#endif
+
+/* Words of counters c0 .. c0 + n - 1, interleaved: W[4 i + j] = word j of counter c0 + i. */
+static void philox(uint64_t c0, int64_t n, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict W) {
+    int64_t i = 0;
+#if defined(__AVX2__)
+    for (; i + 8 * G <= n; i += 8 * G) philox8g(c0 + (uint64_t)i, stream, k0, k1, W + 4 * i);
+#endif
+    for (; i < n; i++) philox1(c0 + (uint64_t)i, stream, k0, k1, W + 4 * i);
+}
+
+static inline float unit(uint32_t w) { return ((float)(w >> 9) + 0.5f) * 1.1920928955078125e-07f; }
+
+/* ------------------------------------------------------------------------------ fp32 log, sin, cos (Cephes) */
+
+/* log of a positive normal float (here u in [2^-24, 1)). */
+static inline float log_f32(float v) {
+    uint32_t bits = f2u(v);
+    int e = (int)(bits >> 23) - 126;
+    float x = u2f((bits & 0x007FFFFFu) | 0x3F000000u); /* [0.5, 1) */
+    int small = x < 0.70710678118654752440f;
+    e -= small;
+    x = small ? (x + x) - 1.0f : x - 1.0f; /* exact (Sterbenz) */
+    float z = x * x;
+    float y = 7.0376836292e-2f;
+    y = y * x - 1.1514610310e-1f;
+    y = y * x + 1.1676998740e-1f;
+    y = y * x - 1.2420140846e-1f;
+    y = y * x + 1.4249322787e-1f;
+    y = y * x - 1.6668057665e-1f;
+    y = y * x + 2.0000714765e-1f;
+    y = y * x - 2.4999993993e-1f;
+    y = y * x + 3.3333331174e-1f;
+    y = y * x * z;
+    float fe = (float)e;
+    y = y + -2.12194440e-4f * fe;
+    y = y + -0.5f * z;
+    z = x + y;
+    return z + 0.693359375f * fe;
+}
+
+/* sin and cos of t in [0, 8]: t = j pi/4 + r with j even, |r| <= pi/4 (3-part pi/4, exact products). */
+static inline void sincos_f32(float t, float *s, float *c) {
+    int j = (int)(t * 1.27323954473516f);
+    j += j & 1;
+    float y = (float)j;
+    float r = ((t - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
+    float z = r * r;
+    float ps = -1.9515295891e-4f;
+    ps = ps * z + 8.3321608736e-3f;
+    ps = ps * z - 1.6666654611e-1f;
+    ps = ps * z * r + r;
+    float pc = 2.443315711809948e-5f;
+    pc = pc * z - 1.388731625493765e-3f;
+    pc = pc * z + 4.166664568298827e-2f;
+    pc = pc * z * z;
+    pc = pc - 0.5f * z;
+    pc = pc + 1.0f;
+    int q = (j >> 1) & 3; /* t = q pi/2 + r */
+    float sv = (q & 1) ? pc : ps, cv = (q & 1) ? ps : pc;
+    *s = (q & 2) ? -sv : sv;
+    *c = ((q + 1) & 2) ? -cv : cv;
+}
+
+/* ------------------------------------------------------------------- inverse normal CDF (AS241 PPND7) */
+
+/* Phi^-1 of the smaller tail probability s in (0, 0.5], negated: a value >= 0 (Wichura, AS241, 1988). */
+static inline float ppnd7_upper(float s) {
+    float q = 0.5f - s, r = 0.180625f - q * q;
+    float na = 5.9109374720e+1f;
+    na = na * r + 1.5929113202e+2f;
+    na = na * r + 5.0434271938e+1f;
+    na = na * r + 3.3871327179e+0f;
+    float da = 6.7187563600e+1f;
+    da = da * r + 7.8757757664e+1f;
+    da = da * r + 1.7895169469e+1f;
+    da = da * r + 1.0f;
+    float central = q * na / da;
+    s = s > 1.17549435e-38f ? s : 1.17549435e-38f;
+    float t = sqrtf(-log_f32(s));
+    float tc = t - 1.6f, te = t - 5.0f;
+    float nc = 1.7023821103e-1f;
+    nc = nc * tc + 1.3067284816e+0f;
+    nc = nc * tc + 2.7568153900e+0f;
+    nc = nc * tc + 1.4234372777e+0f;
+    float dc = 1.2021132975e-1f;
+    dc = dc * tc + 7.3700164250e-1f;
+    dc = dc * tc + 1.0f;
+    float ne = 1.7337203997e-2f;
+    ne = ne * te + 4.2868294337e-1f;
+    ne = ne * te + 3.0812263860e+0f;
+    ne = ne * te + 6.6579051150e+0f;
+    float de = 1.2258202635e-2f;
+    de = de * te + 2.4197894225e-1f;
+    de = de * te + 1.0f;
+    float tail = t <= 5.0f ? nc / dc : ne / de;
+    return q <= 0.425f ? central : tail;
+}
+
+/* ------------------------------------------------------------------------------------ standard values */
+
+/* V[e] (e < 4 n) = the standard value of element 4 c0 + e before the affine step: z for normal and
+ * trunc_normal, u for uniform. */
+static void standard(int dist, const uint32_t *restrict W, int64_t n, float cdf_lo, float sf_hi, float width,
+                     float *restrict V) {
+    if (dist == DIST_NORMAL) {
+        for (int64_t m = 0; m < 2 * n; m++) {
+            float r = sqrtf(-2.0f * log_f32(unit(W[2 * m]))), t = 6.283185307179586f * unit(W[2 * m + 1]), s, c;
+            sincos_f32(t, &s, &c);
+            V[2 * m] = r * c, V[2 * m + 1] = r * s;
+        }
+    } else if (dist == DIST_UNIFORM) {
+        for (int64_t e = 0; e < 4 * n; e++) V[e] = unit(W[e]);
+    } else {
+        for (int64_t e = 0; e < 4 * n; e++) {
+            float u = unit(W[e]), p = cdf_lo + width * u, q = sf_hi + width * (1.0f - u);
+            float lower = p <= q, z = ppnd7_upper(lower ? p : q);
+            V[e] = lower ? -z : z;
+        }
+    }
+}
+
+/* --------------------------------------------------------------------------------- stores (one rounding) */
+
+static inline uint16_t f32_to_f16(float f) { /* round to nearest even (F. Giesen's float_to_half_fast3_rtne) */
+    uint32_t x = f2u(f), sign = (x >> 16) & 0x8000u;
+    x &= 0x7FFFFFFFu;
+    uint32_t sub = f2u(u2f(x) + 0.5f) - 0x3F000000u;               /* |f| < 2^-14: subnormal or zero */
+    uint32_t nrm = (x + 0xC8000FFFu + ((x >> 13) & 1)) >> 13;     /* rebias 127 -> 15, round */
+    uint32_t big = x > 0x7F800000u ? 0x7E00u : 0x7C00u;           /* NaN, or infinity on overflow */
+    uint32_t h = x >= 0x47800000u ? big : (x < 0x38800000u ? sub : nrm);
+    return (uint16_t)(h | sign);
+}
+
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t x = f2u(f);
+    uint32_t r = (x + 0x7FFFu + ((x >> 16) & 1)) >> 16;
+    return (uint16_t)((x & 0x7FFFFFFFu) > 0x7F800000u ? 0x7FC0u : r);
+}
+
+typedef struct {
+    int dist, dtype;
+    float mean, std, low, width32, clo, chi;
+    double mean64, std64, low64, wid64, clo64, chi64;
+    float cdf_lo, sf_hi, width;
+} Params;
+
+static inline float affine(float m, float s, float v, float lo, float hi) {
+    float x = m + s * v;
+    x = x < lo ? lo : x;
+    return x > hi ? hi : x;
+}
+
+/* Elements V[off .. off + len) (standard values) -> dst[0 .. len) of the tensor's dtype. */
+static void store(const Params *P, const float *restrict V, int64_t off, int64_t len, void *dst) {
+    const float *v = V + off;
+    if (P->dtype == DT_F64) {
+        double *d = (double *)dst;
+        double m = P->dist == DIST_UNIFORM ? P->low64 : P->mean64, s = P->dist == DIST_UNIFORM ? P->wid64 : P->std64;
+        double lo = P->clo64, hi = P->chi64;
+        for (int64_t e = 0; e < len; e++) {
+            double x = m + s * (double)v[e];
+            x = x < lo ? lo : x;
+            d[e] = x > hi ? hi : x;
+        }
+        return;
+    }
+    float m = P->dist == DIST_UNIFORM ? P->low : P->mean, s = P->dist == DIST_UNIFORM ? P->width32 : P->std;
+    float lo = P->clo, hi = P->chi;
+    if (P->dtype == DT_F32) {
+        float *d = (float *)dst;
+        for (int64_t e = 0; e < len; e++) d[e] = affine(m, s, v[e], lo, hi);
+    } else if (P->dtype == DT_F16) {
+        uint16_t *d = (uint16_t *)dst;
+        for (int64_t e = 0; e < len; e++) d[e] = f32_to_f16(affine(m, s, v[e], lo, hi));
+    } else {
+        uint16_t *d = (uint16_t *)dst;
+        for (int64_t e = 0; e < len; e++) d[e] = f32_to_bf16(affine(m, s, v[e], lo, hi));
+    }
+}
+
+static void store_constant(const Params *P, int64_t len, void *dst) {
+    if (P->dtype == DT_F64) {
+        for (int64_t e = 0; e < len; e++) ((double *)dst)[e] = P->mean64;
+    } else if (P->dtype == DT_F32) {
+        for (int64_t e = 0; e < len; e++) ((float *)dst)[e] = P->mean;
+    } else {
+        uint16_t h = P->dtype == DT_F16 ? f32_to_f16(P->mean) : f32_to_bf16(P->mean);
+        for (int64_t e = 0; e < len; e++) ((uint16_t *)dst)[e] = h;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------- work units */
+
+static const int ELEMENT_SIZE[] = {4, 2, 2, 8};
+
+static int64_t runs_per_unit(int64_t run) { return run >= CHUNK ? 1 : CHUNK / run; }
+static int64_t segments(int64_t run) { return run >= CHUNK ? (run + CHUNK - 1) / CHUNK : 1; }
+static int64_t unit_count(const int64_t *d) {
+    int64_t outer = d[4], run = d[5];
+    if (outer <= 0 || run <= 0) return 0;
+    int64_t rpu = runs_per_unit(run);
+    return (outer + rpu - 1) / rpu * segments(run);
+}
+
+static void params_of(const int64_t *d, const double *f, Params *P) {
+    P->dist = (int)d[2], P->dtype = (int)d[1];
+    P->mean64 = f[P_MEAN], P->std64 = f[P_STD], P->low64 = f[P_LOW], P->wid64 = f[P_HIGH] - f[P_LOW];
+    P->clo64 = f[P_CLAMP_LO], P->chi64 = f[P_CLAMP_HI];
+    P->mean = (float)f[P_MEAN], P->std = (float)f[P_STD], P->low = (float)f[P_LOW];
+    P->width32 = (float)f[P_HIGH] - (float)f[P_LOW]; /* the reference's fp32 high - low */
+    P->clo = (float)f[P_CLAMP_LO], P->chi = (float)f[P_CLAMP_HI];
+    P->cdf_lo = (float)f[P_CDF_LO], P->sf_hi = (float)f[P_SF_HI], P->width = (float)f[P_WIDTH];
+}
+
+typedef struct {
+    const int64_t *idesc;
+    const double *fdesc;
+    const int64_t *first; /* first unit of each tensor (n + 1 entries) */
+    int64_t lo, hi, tensor;
+    uint32_t k0, k1;
+} Job;
+
+/* Fill `len` elements starting at global index g0 into dst. */
+static void fill_segment(const Params *P, uint32_t stream, uint32_t k0, uint32_t k1, int64_t g0, int64_t len,
+                         void *dst, uint32_t *W, float *V) {
+    if (P->dist == DIST_CONSTANT) {
+        store_constant(P, len, dst);
+        return;
+    }
+    while (len > 0) {
+        int64_t c0 = g0 >> 2, off = g0 - 4 * c0, take = len < CHUNK - off ? len : CHUNK - off;
+        int64_t n = (off + take + 3) >> 2;
+        philox((uint64_t)c0, n, stream, k0, k1, W);
+        standard(P->dist, W, n, P->cdf_lo, P->sf_hi, P->width, V);
+        store(P, V, off, take, dst);
+        g0 += take, len -= take;
+        dst = (char *)dst + take * ELEMENT_SIZE[P->dtype];
+    }
+}
+
+static void *run_job(void *arg) {
+    Job *job = (Job *)arg;
+    uint32_t *W = malloc(sizeof(uint32_t) * 4 * MAXC);
+    float *V = malloc(sizeof(float) * 4 * MAXC);
+    if (!W || !V) {
+        free(W), free(V);
+        return (void *)1;
+    }
+    int64_t t = job->tensor;
+    Params P = {0};
+    int64_t have = -1;
+    for (int64_t u = job->lo; u < job->hi; u++) {
+        while (u >= job->first[t + 1]) t++;
+        const int64_t *d = job->idesc + NI * t;
+        if (have != t) params_of(d, job->fdesc + NF * t, &P), have = t;
+        int64_t outer = d[4], run = d[5], gstride = d[6], start = d[7];
+        int64_t local = u - job->first[t], seg = segments(run), rpu = runs_per_unit(run);
+        int64_t a0 = local / seg * rpu, col = local % seg * CHUNK;
+        int64_t a1 = a0 + rpu < outer ? a0 + rpu : outer, len = run - col < CHUNK ? run - col : CHUNK;
+        char *base = (char *)(intptr_t)d[0];
+        for (int64_t a = a0; a < a1; a++)
+            fill_segment(&P, (uint32_t)d[3], job->k0, job->k1, a * gstride + start + col, len,
+                         base + (a * run + col) * ELEMENT_SIZE[P.dtype], W, V);
+    }
+    free(W), free(V);
+    return NULL;
+}
+
+/* Fill the n described tensors with up to `threads` threads. Returns 0, or 1 when memory ran out. */
+int depthinit_fill(int64_t n, const int64_t *idesc, const double *fdesc, uint64_t seed, int threads) {
+    enum { MAX_THREADS = 256, MIN_UNITS_PER_THREAD = 4 };
+    int64_t *first = malloc(sizeof(int64_t) * (n + 1));
+    if (!first) return 1;
+    first[0] = 0;
+    for (int64_t t = 0; t < n; t++) first[t + 1] = first[t] + unit_count(idesc + NI * t);
+    int64_t units = first[n];
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > units / MIN_UNITS_PER_THREAD) threads = (int)(units / MIN_UNITS_PER_THREAD);
+    if (threads < 1) threads = 1;
+    Job jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    char started[MAX_THREADS] = {0};
+    int failed = 0;
+    for (int j = 0; j < threads; j++) {
+        Job *job = jobs + j;
+        job->idesc = idesc, job->fdesc = fdesc, job->first = first;
+        job->k0 = (uint32_t)seed, job->k1 = (uint32_t)(seed >> 32);
+        job->lo = units * j / threads, job->hi = units * (j + 1) / threads;
+        int64_t t = 0;
+        while (t < n && first[t + 1] <= job->lo) t++;
+        job->tensor = t;
+        if (j > 0) /* job 0 runs on the caller; a thread that cannot start leaves its job to the caller */
+            started[j] = pthread_create(ids + j, NULL, run_job, job) == 0;
+    }
+    failed |= run_job(jobs) != NULL;
+    for (int j = 1; j < threads; j++) {
+        void *res = NULL;
+        if (started[j])
+            pthread_join(ids[j], &res);
+        else
+            res = run_job(jobs + j);
+        failed |= res != NULL;
+    }
+    free(first);
+    return failed;
+}
+
+/* The standard values of counters c0 .. c0 + n - 1 (tests: the kernel's transforms against the reference). */
+int depthinit_fill_standard(int dist, uint64_t c0, int64_t n, uint32_t stream, uint64_t seed, float cdf_lo,
+                            float sf_hi, float width, float *out) {
+    uint32_t *W = malloc(sizeof(uint32_t) * 4 * (n > 0 ? n : 1));
+    if (!W) return 1;
+    philox(c0, n, stream, (uint32_t)seed, (uint32_t)(seed >> 32), W);
+    standard(dist, W, n, cdf_lo, sf_hi, width, out);
+    free(W);
+    return 0;
+}

@@ -1,0 +1,133 @@
+"""The CPU fill kernel (``cpu_fill.c``): every tensor of a call in one native, multi-threaded, vectorized call.
+
+Shaped like the Triton launch (:mod:`depthinit.kernels.fill`): the host builds, once, a table with one row per
+tensor, ``int64 [T, 8]`` (pointer, dtype code, distribution, stream, outer, run, global stride, start: the
+shard geometry) and ``fp64 [T, 10]`` (:data:`~depthinit.kernels._tables.FILL_PARAMS`), and every call with a
+seed is one C call that computes only the elements that exist. Values depend only on (seed, stream, global
+index), never on grouping, sizes, thread count or sharding; the torch reference is :mod:`depthinit.rng`.
+
+Built and cached by :mod:`depthinit.kernels.native` on first use (about half a second, once per machine);
+:func:`library` is None without a C compiler (one logged warning) or with ``DEPTHINIT_FILL_COMPILE=0``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import native
+from ._tables import FILL_PARAMS, FillRow, ShardGeometry, fill_params
+from .native import compile_flags
+
+__all__ = ["CpuFill", "prepare", "library", "build", "load", "DTYPE_CODES", "standard_values"]
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("cpu_fill.c")
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
+NI, NF = 8, len(FILL_PARAMS)
+
+
+def build(out_dir: Path | None = None) -> Path:
+    """Compile ``cpu_fill.c`` into ``out_dir`` (default: the cache) unless already there; its path."""
+    return native.build(SOURCE, compile_flags(), out_dir)
+
+
+def load(path) -> ctypes.CDLL:
+    """Load a built fill library and declare its entry points."""
+    lib = ctypes.CDLL(str(path))
+    lib.depthinit_fill.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int]
+    lib.depthinit_fill.restype = ctypes.c_int
+    lib.depthinit_fill_standard.argtypes = [
+        ctypes.c_int, ctypes.c_uint64, ctypes.c_int64, ctypes.c_uint32, ctypes.c_uint64,
+        ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_void_p,
+    ]  # fmt: skip
+    lib.depthinit_fill_standard.restype = ctypes.c_int
+    return lib
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The loaded kernel, or None when it is turned off or cannot be built (logged once)."""
+    return native.open_library(build, load, "DEPTHINIT_FILL_COMPILE", "depthinit.fill", log)
+
+
+def _geometry_ints(geo: ShardGeometry, numel: int) -> tuple[int, int, int, int]:
+    """``(outer, run, gstride, start)``: run ``a`` of ``run`` elements starts at global ``a * gstride + start``."""
+    if geo.local_numel != numel:
+        raise ValueError(f"geometry {geo} describes {geo.local_numel} local elements, the tensor has {numel}")
+    return geo.outer, geo.local_mid * geo.inner, geo.global_mid * geo.inner, geo.offset * geo.inner
+
+
+@dataclass
+class CpuFill:
+    """The tables of one CPU fill call; build with :func:`prepare`, run with ``fill(seed)``.
+
+    Holds its tensors, so the pointers stay valid while it is cached (a plan keeps it across ``apply()``).
+    """
+
+    ints: np.ndarray  # int64 [T, NI]
+    floats: np.ndarray  # fp64 [T, NF]
+    lib: ctypes.CDLL
+    tensors: list = field(default_factory=list, repr=False)
+
+    def __call__(self, seed: int, threads: int | None = None) -> None:
+        n = self.ints.shape[0]
+        if n == 0:
+            return
+        threads = torch.get_num_threads() if threads is None else int(threads)
+        if self.lib.depthinit_fill(n, self.ints.ctypes.data, self.floats.ctypes.data, seed, threads) != 0:
+            raise MemoryError("depthinit.fill: the CPU kernel could not allocate its buffers")
+
+
+def prepare(tensors: Sequence[torch.Tensor], rows: Sequence[FillRow], lib: ctypes.CDLL | None = None) -> CpuFill:
+    """Tables for contiguous CPU tensors (fp32, fp16, bf16, fp64; ``numel > 0``) and their rows."""
+    return prepare_described([(t, r, t.data_ptr(), t.dtype, t.numel()) for t, r in zip(tensors, rows)], lib)
+
+
+def prepare_described(entries: Sequence[tuple], lib: ctypes.CDLL | None = None) -> CpuFill:
+    """:func:`prepare` of ``(tensor, row, data pointer, dtype, numel)`` entries (what the caller read already)."""
+    lib = lib or library()
+    if lib is None:
+        raise RuntimeError("the CPU fill kernel is not available (see the log)")
+    ints: list[int] = []
+    which: list[int] = []  # row of each tensor in the table of distinct parameter rows
+    params: dict = {}  # (distribution parameters, dtype) -> its index: rows usually differ by stream only
+    for _, (dist, mean, std, low, high, stream, geo), ptr, dtype, numel in entries:
+        if not 0 <= stream < 2**32:
+            raise ValueError(f"stream must be a 32-bit id, got {stream}")
+        if geo is None:
+            ints += (ptr, DTYPE_CODES[dtype], dist, stream, 1, numel, numel, 0)
+        else:
+            ints += (ptr, DTYPE_CODES[dtype], dist, stream, *_geometry_ints(geo, numel))
+        key = (dist, mean, std, low, high, dtype)
+        k = params.get(key)
+        if k is None:
+            k = params[key] = len(params)
+        which.append(k)
+    n = len(entries)
+    distinct = np.array([fill_params(*key) for key in params], dtype=np.float64).reshape(-1, NF)
+    return CpuFill(
+        np.fromiter(ints, dtype=np.int64, count=n * NI).reshape(n, NI),
+        np.ascontiguousarray(distinct[np.fromiter(which, dtype=np.int64, count=n)]),
+        lib, [e[0] for e in entries],
+    )  # fmt: skip
+
+
+def standard_values(dist: int, c_start: int, n: int, stream: int, seed: int, row: FillRow) -> torch.Tensor:
+    """fp32 ``[n, 4]`` standard values (z, or u for uniform) the kernel computes for counters
+    ``c_start .. c_start + n - 1`` (tests: the transforms against the reference)."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError("the CPU fill kernel is not available (see the log)")
+    p = dict(zip(FILL_PARAMS, fill_params(row.dist, row.mean, row.std, row.low, row.high, torch.float32)))
+    out = torch.empty((n, 4), dtype=torch.float32)
+    lib.depthinit_fill_standard(dist, c_start, n, stream, seed, p["cdf_lo"], p["sf_hi"], p["width"], out.data_ptr())
+    return out

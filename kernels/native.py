@@ -1,0 +1,109 @@
+"""Native CPU kernels (``cpu_stats.c``, ``cpu_fill.c``): built with the system C compiler on first use, loaded
+with ctypes.
+
+One mechanism for every C kernel: :func:`build` compiles a source once per source / flags / compiler into the
+cache directory (``$DEPTHINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/depthinit``, else ``~/.cache/depthinit``;
+well under a second), atomically (concurrent builders all end with a complete file); :func:`open_library`
+builds and loads it, or logs one warning and returns None (no compiler, an unsupported platform, the kernel
+turned off by its environment variable), so that callers use their exact torch path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["cache_dir", "compile_flags", "build", "open_library"]
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("DEPTHINIT_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "depthinit"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def compile_flags() -> list[str]:
+    """``-O3``, IEEE arithmetic as written (no contraction, no reassociation), plus AVX2 / FMA / F16C where this
+    x86 CPU has them."""
+    flags = ["-O3", "-std=c11", "-fPIC", "-shared", "-pthread", "-fno-math-errno", "-fno-trapping-math",
+             "-ffp-contract=off"]  # fmt: skip
+    if platform.machine() in ("x86_64", "AMD64"):
+        have = _cpu_flags()
+        if {"avx2", "fma"} <= have:
+            flags += ["-mavx2", "-mfma"] + (["-mf16c"] if "f16c" in have else [])
+    return flags
+
+
+def build(source: Path, flags: list[str], out_dir: Path | None = None) -> Path:
+    """Compile ``source`` with ``flags`` into ``out_dir`` (default: the cache) unless already there; its path.
+
+    Raises ``RuntimeError`` with the compiler's message when it cannot be built.
+    """
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set CC, or install gcc / clang)")
+    text = Path(source).read_bytes()
+    key = hashlib.sha256(b"\0".join([text, " ".join(flags).encode(), cc.encode(), platform.machine().encode()]))
+    out_dir = Path(out_dir) if out_dir is not None else cache_dir()
+    path = out_dir / f"{Path(source).stem}-{key.hexdigest()[:16]}.so"
+    if path.exists():
+        return path
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+    os.close(fd)
+    try:
+        res = subprocess.run([cc, *flags, "-o", tmp, str(source), "-lm"], capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-2000:]}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def open_library(
+    build_fn: Callable[[], Path], load_fn: Callable[[Path], ctypes.CDLL], env_var: str, what: str,
+    log: logging.Logger,
+) -> ctypes.CDLL | None:  # fmt: skip
+    """``load_fn(build_fn())``, or None with one logged warning (callers cache the result: one warning per
+    process). ``env_var=0`` turns the kernel off; ``what`` names the kernel and its fallback in the warning."""
+    if os.environ.get(env_var, "1") == "0":
+        return None
+    if not sys.platform.startswith(("linux", "darwin")):
+        log.warning("%s: the CPU kernel is built on Linux and macOS only; using the exact torch path", what)
+        return None
+    try:
+        return load_fn(build_fn())
+    except (OSError, RuntimeError) as exc:
+        log.warning("%s: CPU kernel unavailable (%s); using the exact torch path", what, exc)
+        return None
