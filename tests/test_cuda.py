@@ -110,9 +110,9 @@ class Target:
 
     @property
     def compile_backend(self) -> str:
-        # inductor on the GPU (Triton code generation, the real thing); aot_eager on CPU: the same graph
-        # capture of the hooks, without minutes of C++ compilation in the dry run
-        return "inductor" if self.gpu else "aot_eager"
+        # inductor on the GPU (Triton code generation, the real thing); on CPU dynamo's graph capture of the
+        # model with its hooks (where graph breaks happen) without inductor's C++ compilation in the dry run
+        return "inductor" if self.gpu else "eager"
 
 
 @contextlib.contextmanager
