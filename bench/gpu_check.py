@@ -6,7 +6,11 @@
 Run it from the root of a source checkout: nothing needs to be installed (the checkout's ``depthinit`` is
 imported). It needs Python >= 3.10, torch (a CUDA build), triton >= 3.6, numpy, and pytest for the CUDA tests
 (without pytest they are reported as not run). Nothing else is imported on any path: no scipy, matplotlib,
-transformers, tensorboard or wandb.
+transformers, tensorboard or wandb. A GPU machine without network access that lacks numpy or pytest gets them
+from wheels downloaded elsewhere and carried along::
+
+    pip download --only-binary=:all: --python-version 3.12 --platform manylinux_2_17_x86_64 -d .gpu-wheels numpy pytest
+    pip install --no-index --find-links .gpu-wheels numpy pytest      # on the GPU machine
 
 Parts, in order (a part that raises is reported and the next one still runs; the JSON is rewritten after each):
 
