@@ -126,6 +126,37 @@ def run_monitor(dry_run: bool) -> dict:
     return _bench_module("gpu_monitor_overhead").run(dry_run=dry_run)
 
 
+def interpreter_problem() -> str | None:
+    """Why this process's Triton interpreter cannot run the statistics kernels, or None (dry run only).
+
+    triton 3.6's interpreter converts a loaded scalar (a shape-(1,) array) with ``int()``, which NumPy >= 2.4
+    refuses, so a loop over a loaded bound fails (triton-lang/triton#9171, fixed in later triton). A probe kernel
+    with such a loop says so up front instead of a TypeError deep inside the statistics kernels.
+    """
+    import torch
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def _loop_over_loaded_bound(n_ptr, out_ptr):
+        n = tl.load(n_ptr)
+        acc = 0
+        for _ in range(0, n):
+            acc += 1
+        tl.store(out_ptr, acc)
+
+    out = torch.zeros(1, dtype=torch.int32)
+    try:
+        _loop_over_loaded_bound[(1,)](torch.tensor([3], dtype=torch.int32), out)
+    except Exception as e:  # noqa: BLE001 - any failure of the probe is the answer
+        import numpy
+
+        return (f"the Triton interpreter of triton {triton.__version__} with NumPy {numpy.__version__} cannot run "
+                f"a loop over a loaded bound ({type(e).__name__}: {e}); triton 3.6 needs NumPy < 2.4 "
+                "(triton-lang/triton#9171)")  # fmt: skip
+    return None if int(out) == 3 else f"the Triton interpreter counted {int(out)} iterations of 3"
+
+
 # ------------------------------------------------------------------------------------------------ the table
 
 
@@ -254,6 +285,10 @@ def main(argv=None) -> int:
 
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine, or pass --dry-run", file=sys.stderr)
+        return 2
+    problem = interpreter_problem() if args.dry_run else None
+    if problem:
+        print(f"gpu_check --dry-run: {problem}", file=sys.stderr)
         return 2
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "gpu_check.json")
