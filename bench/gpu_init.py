@@ -1,22 +1,26 @@
-"""GPU benchmark: per-tensor ``torch.nn.init`` against one fused fill launch, in achieved GB/s vs the peak.
+"""GPU benchmark: one fused fill launch against per-tensor ``torch.nn.init`` and ``Tensor.normal_``, in GB/s.
 
-For synthetic models of 100, 1,000 and 10,000 parameter tensors (``--params`` elements in all, a realistic mix
-of weight matrices and bias / norm vectors), it times with ``triton.testing.do_bench``:
+For each dtype (fp32 and bf16 by default, 1 GiB of weights each) it times, with CUDA events (median of ``reps``):
 
-* ``torch_init``: a Python loop of ``torch.nn.init.normal_ / uniform_ / trunc_normal_ / zeros_`` per tensor;
-* ``fused``: one launch of the fill kernel, tables prepared once (``depthinit.kernels.fill.prepare_fill``)
-  as a plan caches them;
-* ``fused_incl_prepare``: ``depthinit.fill.fill_tensors`` including building the tables on the host.
+* ``Tensor.normal_`` on one buffer of all the bytes (torch's own fastest random fill) against ``fused`` filling
+  the same buffer (one launch, tables prepared once);
+* synthetic models of 100, 1,000 and 10,000 parameter tensors holding those bytes (a mix of weight matrices and
+  bias / norm vectors): ``torch_init``, a Python loop of ``torch.nn.init.normal_ / uniform_ / trunc_normal_ /
+  zeros_`` per tensor; ``fused``, one launch of the fill kernel with its tables prepared once
+  (``depthinit.kernels.fill.prepare_fill``, as a plan caches them); ``fused_incl_prepare``,
+  ``depthinit.fill.fill_tensors`` including building the tables on the host;
 
-and prints the time, the write bandwidth achieved (bytes written / time) and its fraction of the device's peak
-memory bandwidth: a table of known peaks (A100, H100, H200), else a measured device-to-device copy.
+and reports the write bandwidth achieved (bytes written / time), its fraction of the measured device-to-device
+copy's write share (a copy of N bytes writes N bytes: the most a kernel that only writes can reach), of the data
+sheet's peak where the device is known, and the speed-up over the per-tensor baseline.
 
 Usage (a CUDA machine)::
 
-    python bench/gpu_init.py [--tensors 100 1000 10000] [--params 268435456] [--dtype bf16]
+    python bench/gpu_init.py [--tensors 100 1000 10000] [--dtype fp32 bf16] [--params N]
 
-``--dry-run`` runs the same code on CPU with tiny sizes (the Triton interpreter and a wall clock instead of
-``do_bench``), to check the script without a GPU. Importing this module needs neither a GPU nor triton.
+``--dry-run`` runs the same code on CPU tensors at tiny sizes (the Triton interpreter, wall-clock times), to check
+the script without a GPU. :func:`run` returns the structured result (``bench/gpu_check.py`` calls it). Importing
+this module needs neither a GPU nor triton.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _gpu import copy_bandwidth, device_name, free, gbs, time_ms, use_checkout  # noqa: E402
+
+use_checkout()
 
 # Peak HBM bandwidth in GB/s (vendor data sheets), matched against torch.cuda.get_device_name().
 KNOWN_PEAKS_GBS = [
@@ -42,6 +46,8 @@ KNOWN_PEAKS_GBS = [
     ("A100", 1555.0),
 ]
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+GIB = 1 << 30
+DRY_RUN_ELEMENTS = 1 << 13
 
 
 def model_shapes(n_tensors: int, total: int) -> list[tuple[int, ...]]:
@@ -87,92 +93,116 @@ def make_model(shapes, dtype, device):
     return tensors, rows, inits
 
 
-def peak_bandwidth(device) -> tuple[float, str]:
-    """(GB/s, source): the data-sheet peak of a known device, else a measured device-to-device copy."""
+def data_sheet_peak(device) -> float | None:
+    """Peak HBM GB/s of a known device (vendor data sheet), else None."""
+    if device.type != "cuda":
+        return None
     import torch
 
     name = torch.cuda.get_device_name(device)
-    for key, gbs in KNOWN_PEAKS_GBS:
-        if key in name:
-            return gbs, f"data sheet ({name})"
-    from triton.testing import do_bench
-
-    src = torch.empty(1 << 28, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src))
-    return 2 * src.numel() / (ms * 1e-3) / 1e9, f"measured copy ({name})"
+    return next((gbs_ for key, gbs_ in KNOWN_PEAKS_GBS if key in name), None)
 
 
-def timer(dry_run: bool):
-    if not dry_run:
-        from triton.testing import do_bench
+def run(
+    tensors=(100, 1000, 10000),
+    dtypes=("fp32", "bf16"),
+    params: int | None = None,
+    seed: int = 0,
+    reps: int = 10,
+    dry_run: bool = False,
+) -> dict:
+    """Time the candidates (see the module docstring); returns ``{"device", "copy", "peak_gbs", "rows"}``.
 
-        return lambda fn: do_bench(fn, warmup=5, rep=50)
+    ``params``: elements per model (default: 1 GiB of each dtype). Each row: ``dtype, tensors, candidate,
+    baseline, bytes, median_ms, min_ms, max_ms, gbs, copy_fraction, peak_fraction, speedup`` (the baseline's
+    median time over the candidate's). ``dry_run``: CPU tensors, models of 4 and 16 tensors, one timed call each.
+    """
+    import torch
 
-    def wall_ms(fn, reps: int = 2) -> float:
-        fn()
-        best = float("inf")
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t)
-        return best * 1e3
+    from depthinit.fill import fill_tensors
+    from depthinit.kernels._tables import DIST_NORMAL, FillRow
+    from depthinit.kernels.fill import prepare_fill
 
-    return wall_ms
+    warmup = 2
+    if dry_run:  # every program of the interpreter runs in NumPy: a few tensors, one timed call each
+        device, reps, warmup = torch.device("cpu"), 1, 0
+        tensors = sorted({min(n, 4 ** (i + 1)) for i, n in enumerate(tensors[:2])})
+    elif not torch.cuda.is_available():
+        raise RuntimeError("gpu_init: no CUDA device (use --dry-run to check the script on CPU)")
+    else:
+        device = torch.device("cuda")
+    itemsize = {k: getattr(torch, v).itemsize for k, v in DTYPES.items()}
+    totals = {d: DRY_RUN_ELEMENTS if dry_run else (params or GIB // itemsize[d]) for d in dtypes}
+    copy = copy_bandwidth(device, max(totals[d] * itemsize[d] for d in dtypes), reps)
+    peak = data_sheet_peak(device)
+    rows = []
+
+    def add(dtype, n, candidate, baseline, nbytes, t, base_t):
+        g = gbs(nbytes, t)
+        rows.append(dict(dtype=dtype, tensors=n, candidate=candidate, baseline=baseline, bytes=nbytes, **t, gbs=g,
+                         copy_fraction=g / copy["share_gbs"], peak_fraction=g / peak if peak else None,
+                         speedup=base_t["median_ms"] / t["median_ms"]))  # fmt: skip
+
+    for d in dtypes:
+        dtype = getattr(torch, DTYPES[d])
+        flat = torch.empty(totals[d], dtype=dtype, device=device)
+        launch = prepare_fill([flat], [FillRow(DIST_NORMAL, std=0.02, stream=1)])
+        t_normal = time_ms(lambda flat=flat: flat.normal_(0.0, 0.02), device, reps, warmup)
+        t_fused = time_ms(lambda launch=launch: launch(seed), device, reps, warmup)
+        nbytes = flat.numel() * flat.element_size()
+        add(d, 1, "Tensor.normal_", "Tensor.normal_", nbytes, t_normal, t_normal)
+        add(d, 1, "fused", "Tensor.normal_", nbytes, t_fused, t_normal)
+        del flat, launch
+        free(device)
+        for n in tensors:
+            ts, frows, inits = make_model(model_shapes(n, totals[d]), dtype, device)
+            nbytes = sum(t.numel() * t.element_size() for t in ts)
+            launch = prepare_fill(ts, frows)
+
+            def torch_init(inits=inits):
+                with torch.no_grad():
+                    for f in inits:
+                        f()
+
+            t_loop = time_ms(torch_init, device, reps, warmup)
+            add(d, n, "torch_init", "torch_init", nbytes, t_loop, t_loop)
+            fused = time_ms(lambda launch=launch: launch(seed), device, reps, warmup)
+            add(d, n, "fused", "torch_init", nbytes, fused, t_loop)
+            incl = time_ms(lambda ts=ts, frows=frows: fill_tensors(ts, frows, seed, "triton"), device, reps, warmup)
+            add(d, n, "fused_incl_prepare", "torch_init", nbytes, incl, t_loop)
+            del ts, launch
+            free(device)
+    return {"device": device_name(device), "dry_run": dry_run, "copy": copy, "peak_gbs": peak, "rows": rows}
+
+
+def print_rows(res: dict) -> None:
+    copy = res["copy"]
+    print(f"{res['device']}: copy {copy['copy_gbs']:.0f} GB/s (write share {copy['share_gbs']:.0f} GB/s)"
+          + (f", data-sheet peak {res['peak_gbs']:.0f} GB/s" if res["peak_gbs"] else ""))  # fmt: skip
+    print(f"{'dtype':>5} {'tensors':>8} {'candidate':<20} {'ms':>9} {'GB/s':>8} {'% copy':>7} {'speed-up':>9}")
+    for r in res["rows"]:
+        print(f"{r['dtype']:>5} {r['tensors']:>8} {r['candidate']:<20} {r['median_ms']:9.3f} {r['gbs']:8.1f} "
+              f"{100 * r['copy_fraction']:6.1f}% {r['speedup']:8.1f}x")  # fmt: skip
 
 
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tensors", type=int, nargs="+", default=[100, 1000, 10000], help="tensors per model")
-    ap.add_argument("--params", type=int, default=1 << 28, help="elements per model (default 2**28)")
-    ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    ap.add_argument("--params", type=int, default=None, help="elements per model (default: 1 GiB of each dtype)")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--reps", type=int, default=10, help="timed calls per candidate (the median is reported)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, Triton interpreter: check the script")
     args = ap.parse_args(argv)
 
     import torch
 
-    from depthinit.fill import fill_tensors
-    from depthinit.kernels.fill import prepare_fill
-
-    if args.dry_run:
-        device, sizes, total = torch.device("cpu"), [t for t in args.tensors if t <= 100] or [10], 1 << 14
-        peak, source = float("nan"), "dry run (CPU, Triton interpreter)"
-    else:
-        if not torch.cuda.is_available():
-            print("no CUDA device: nothing to time (use --dry-run to check the script on CPU)")
-            return []
-        device, sizes, total = torch.device("cuda"), args.tensors, args.params
-        peak, source = peak_bandwidth(device)
-    dtype = getattr(torch, DTYPES[args.dtype])
-    backend = "triton"  # on CPU tensors (dry run): the interpreter, like the prepared launch
-    bench = timer(args.dry_run)
-    print(f"peak bandwidth {peak:.0f} GB/s ({source}); dtype {args.dtype}; {total:,} elements per model")
-    print(f"{'tensors':>8} {'candidate':<20} {'ms':>9} {'GB/s':>8} {'% peak':>7} {'vs torch':>9}")
-    results = []
-    for n in sizes:
-        tensors, rows, inits = make_model(model_shapes(n, total), dtype, device)
-        nbytes = sum(t.numel() * t.element_size() for t in tensors)
-        launch = prepare_fill(tensors, rows)
-
-        def torch_init(inits=inits):
-            with torch.no_grad():
-                for f in inits:
-                    f()
-
-        candidates = {
-            "torch_init": torch_init,
-            "fused": lambda launch=launch: launch(args.seed),
-            "fused_incl_prepare": lambda tensors=tensors, rows=rows: fill_tensors(tensors, rows, args.seed, backend),
-        }
-        times = {k: bench(fn) for k, fn in candidates.items()}
-        for k, ms in times.items():
-            gbs = nbytes / (ms * 1e-3) / 1e9
-            speedup = times["torch_init"] / ms
-            row = dict(tensors=n, candidate=k, ms=ms, gbs=gbs, peak_fraction=gbs / peak, speedup=speedup)
-            results.append(row)
-            print(f"{n:>8} {k:<20} {ms:9.3f} {gbs:8.1f} {100 * gbs / peak:6.1f}% {row['speedup']:8.1f}x")
-    return results
+    if not args.dry_run and not torch.cuda.is_available():
+        print("no CUDA device: nothing to time (use --dry-run to check the script on CPU)")
+        return []
+    res = run(args.tensors, args.dtype, args.params, args.seed, args.reps, args.dry_run)
+    print_rows(res)
+    return [r for r in res["rows"] if r["tensors"] > 1]  # the per-model rows (`depthinit bench` reads these)
 
 
 if __name__ == "__main__":

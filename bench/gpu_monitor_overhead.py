@@ -7,7 +7,8 @@ used: statistics launched on the stream, copied to pinned memory, read at a late
 monitor's statistics are the fused Triton kernels of ``depthinit.kernels.stats``; the baseline's
 ``.item()`` calls synchronize the device at every logged tensor.
 
-Import-safe on a machine without a GPU; ``--help`` works everywhere. Usage::
+Import-safe on a machine without a GPU; ``--help`` works everywhere; :func:`run` returns the structured result
+(``bench/gpu_check.py`` calls it; ``dry_run=True``: a tiny model on CPU). Usage::
 
     .venv/bin/python bench/gpu_monitor_overhead.py                    # GPT-2 small, bf16
     .venv/bin/python bench/gpu_monitor_overhead.py --compile --rounds 10
@@ -32,6 +33,24 @@ def _base():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+DRY_RUN = {"device": "cpu", "amp": "none", "layers": 2, "width": 32, "heads": 2, "vocab": 128, "seq": 16, "batch": 2,
+           "every": 2, "rounds": 1, "threads": 1}  # fmt: skip
+
+
+def run(dry_run: bool = False, **options) -> dict:
+    """The benchmark with GPU_DEFAULTS (or the dry-run sizes) updated by ``options`` (the command-line names with
+    underscores, e.g. ``layers=4``); returns bench_monitor_overhead's result dict (``step_ms``, ``overhead_pct``,
+    ``depthinit_over_watch``, ``config``, ...)."""
+    settings = {**GPU_DEFAULTS, **(DRY_RUN if dry_run else {}), **options}
+    argv = []
+    for k, v in settings.items():
+        if isinstance(v, bool):
+            argv += [f"--{k.replace('_', '-')}"] if v else []
+        else:
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    return main(argv)
 
 
 def main(argv: list[str] | None = None) -> dict | None:
