@@ -7,10 +7,14 @@ callback, e.g. to stop training or save a checkpoint):
   (``nonfinite > 0``) or a statistic that is itself non-finite; fired the first step it is seen.
 * **vanishing / exploding, per layer**: the per-layer ``std`` leaves a configurable band
   ``std_band[kind] = (low, high)`` (``None`` disables a side).
-* **vanishing / exploding, across depth**: the ratio of the variance of the last layer to the first one,
-  ``exp(mean_rows(log var) at layer L  -  mean_rows(log var) at layer 1)`` (geometric mean over the rows of
-  each layer, biases and per-head rows left out) is above ``depth_ratio`` (exploding) or below
-  ``1 / depth_ratio`` (vanishing), for activations and gradients.
+* **vanishing / exploding, across depth**: how the variance changes along the direction the signal
+  travels: activations from layer 1 to layer L (forward), gradients from layer L to layer 1 (backward,
+  toward the input). The ratio ``exp(mean_rows(log var) at the end - mean_rows(log var) at the start)``
+  (geometric mean over the rows of each layer, biases and per-head rows left out) above ``depth_ratio`` is
+  exploding, below ``1 / depth_ratio`` vanishing: a gradient that shrinks toward the input is vanishing.
+  On a residual network (records with ``"stream": True``, see
+  :class:`~depthinit.monitor.VarianceMonitor`'s ``residual_stream``) only the residual-stream rows count:
+  the block outputs and the gradient with respect to them; per-layer rows otherwise (plain stacks).
 * **spikes**: a statistic above ``mean + k·σ`` of its own last ``window`` values (``σ`` floored at
   ``rel_floor·|mean|`` so that a flat history does not turn noise into spikes); watched by default: the
   gradient ``l2`` of every layer and of the whole model (row ``<total>``), and the activation ``std``.
@@ -214,6 +218,8 @@ class Alerts:
         idx = [i for i in np.flatnonzero(kinds == kind).tolist()
                if records[i].get("layer") is not None and records[i].get("head") is None
                and not records[i]["name"].endswith(".bias")]
+        stream = [i for i in idx if records[i].get("stream")]
+        idx = stream or idx  # a residual network: the residual stream, not the branches' own layers
         var = np.array([records[i].get("var", math.nan) for i in idx], dtype=float)
         keep = np.isfinite(var) & (var > 0)
         if not keep.any():
@@ -223,18 +229,19 @@ class Alerts:
         first, last = int(layers.min()), int(layers.max())
         if first == last:
             return
-        ratio = math.exp(float(logv[layers == last].mean() - logv[layers == first].mean()))
+        start, end = (last, first) if kind == "grad" else (first, last)  # gradients travel toward the input
+        ratio = math.exp(float(logv[layers == end].mean() - logv[layers == start].mean()))
         t = self.depth_ratio
+        what = f"{kind} variance" + (" (residual stream)" if stream else "")
+        way = f"from layer {start} to layer {end}" + (" (toward the input)" if kind == "grad" else "")
         if ratio > t:
             fire((kind, "depth", "exploding", "var_ratio"), AlertEvent(
                 step, "exploding", "depth", "var_ratio", ratio, t,
-                f"step {step}: {kind} variance grows {ratio:.3g}x from layer {first} to layer {last} "
-                f"(threshold {t:.3g}x)", kind))
+                f"step {step}: {what} grows {ratio:.3g}x {way}: exploding (threshold {t:.3g}x)", kind))
         elif ratio < 1 / t:
             fire((kind, "depth", "vanishing", "var_ratio"), AlertEvent(
                 step, "vanishing", "depth", "var_ratio", ratio, 1 / t,
-                f"step {step}: {kind} variance shrinks to {ratio:.3g}x from layer {first} to layer {last} "
-                f"(threshold {1 / t:.3g}x)", kind))
+                f"step {step}: {what} shrinks to {ratio:.3g}x {way}: vanishing (threshold {1 / t:.3g}x)", kind))
 
     def _key_index(self, key: tuple[str, str, str]) -> int:
         i = self._keys.get(key)

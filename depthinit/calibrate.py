@@ -39,7 +39,8 @@ from torch import nn
 from . import schemes as S
 from .plan import InitPlan, VarianceWarning
 from .plan import plan as make_plan
-from .probe import _capture, _check_input, _first_tensor, _resolve_modules, _stats_host
+from .probe import _capture, _check_input, _resolve_modules, _stats_host
+from .outputs import first_floating
 
 MODES = ("K", "lsuv")
 Target = float | Sequence[float] | Callable[[int, int], float]
@@ -261,19 +262,25 @@ def _calibrate_lsuv(model, x, target, scheme, seed, names, tol, max_iter, option
     p = make_plan(model, scheme, seed=seed, **options)
     p.apply(model)
     targets = _targets(target, len(names))
-    index = {r.name: i for i, r in enumerate(p.rows)}
-    params = dict(model.named_parameters())
+    index = {n: i for i, r in enumerate(p.rows) for n in (r.name, *r.tied)}  # tied names: the shared row
     mods = dict(model.named_modules())
     done: list[str] = []
+    rescaled: dict[int, str] = {}  # plan row -> the layer that calibrated it (a tied tensor is rescaled once)
 
-    def calibrate_layer(name: str, mod: nn.Module, args: tuple) -> None:
+    def calibrate_layer(name: str, mod: nn.Module, args: tuple, kwargs: dict) -> None:
         wname = f"{name}.weight" if name else "weight"
-        if wname not in index or wname not in params:
+        weight = mod._parameters.get("weight")
+        if wname not in index or weight is None:
             raise ValueError(f"module {name!r} has no planned parameter {wname!r} to rescale")
+        if index[wname] in rescaled:  # shares its weight with a layer calibrated before: keep that scale
+            warnings.warn(f"lsuv: {name!r} shares its weight with {rescaled[index[wname]]!r}, calibrated first; "
+                          "the shared tensor is rescaled once", RuntimeWarning, stacklevel=4)
+            return
+        rescaled[index[wname]] = name
         row, tgt = p.rows[index[wname]], targets[len(done) - 1]
         total, converged = 1.0, False
         for _ in range(max_iter):
-            out = _first_tensor(mod.forward(*args))  # forward() itself: no hooks run again
+            out = first_floating(mod.forward(*args, **kwargs))  # forward() itself: no hooks run again
             var = math.nan if out is None else _stats_host({name: out})[name][0]  # one fused stats call
             if not (math.isfinite(var) and var > 0):
                 raise ValueError(
@@ -287,7 +294,7 @@ def _calibrate_lsuv(model, x, target, scheme, seed, names, tol, max_iter, option
                 raise ValueError(f"lsuv: cannot rescale {wname!r}, drawn as {row.distribution!r} (mean {row.mean})")
             c = math.sqrt(tgt / var)
             total *= c
-            params[wname].mul_(c)  # = a refill with std * c, up to rounding; the exact refill is at the end
+            weight.mul_(c)  # = a refill with std * c, up to rounding; the exact refill is at the end
         if not converged:
             warnings.warn(f"lsuv: {name!r} did not reach variance {tgt:g} within tol={tol} in {max_iter} rounds",
                           RuntimeWarning, stacklevel=4)
@@ -295,14 +302,14 @@ def _calibrate_lsuv(model, x, target, scheme, seed, names, tol, max_iter, option
         p.rows[index[wname]] = dataclasses.replace(_scale_row(row, total), note=note)
 
     def pre_hook(name: str):
-        def hook(mod, args):
+        def hook(mod, args, kwargs):
             if name not in done:
                 done.append(name)
-                calibrate_layer(name, mod, args)
+                calibrate_layer(name, mod, args, kwargs)
 
         return hook
 
-    handles = [mods[n].register_forward_pre_hook(pre_hook(n)) for n in names]
+    handles = [mods[n].register_forward_pre_hook(pre_hook(n), with_kwargs=True) for n in names]
     try:
         with torch.no_grad():
             model(x)

@@ -338,6 +338,7 @@ def write_report(out: str, cfg: DemoConfig, split: Any, report, results: Sequenc
                            f"{pr.backward_gain:.3g}", f"{pr.theory_backward_gain or math.nan:.3g}"])
     logs = "\n".join(f"* `{os.path.basename(r.log)}` — {r.label}" for r in results)
     spread = math.sqrt(5 * cfg.depth / cfg.width)
+    head = split.n_classes / cfg.width  # He's backward factor of the narrow output layer: fan_out · (2/fan_in) / 2
     text = f"""# depthinit demo: a {cfg.depth}-layer ReLU MLP on {split.name}
 
 Command: `{command}` ({seconds:.0f} s, torch {torch.__version__}, {torch.get_num_threads()} threads).
@@ -350,19 +351,33 @@ initialization; a `VarianceMonitor` logs weights, gradients, activations and upd
 
 ## 1. Before training: signal propagation at initialization
 
-The probe feeds {cfg.probe_batch} training samples forward and a standard-normal gradient backward, and
-measures the variance of every layer's output and of the gradient with respect to it (one fused
-statistics call per pass). Theory (dashed in the figure) is the mean-field prediction computed from the
-plan's standard deviations: a ReLU layer multiplies the variance by `fan_in · Var(W) / 2`, which He keeps
-at 1, Xavier at about 1/2 (so 54 layers lose about 2^53), and the depth-aware ramp at `exp(2Kl/(L(L+1)))`
-(an end-to-end factor e^K). The theory is the mean over random draws; one network of finite width
-fluctuates around it: every ReLU layer multiplies the variance by a random factor of relative spread about
-sqrt(5/width) (a sum over the ~width/2 active units), so after {cfg.depth} layers of width {cfg.width} the
-log of a single draw's variance spreads by about sqrt(5·{cfg.depth}/{cfg.width}) = {spread:.1f} (a factor
-{math.exp(spread):.0f}; more with the narrow {split.n_classes}-unit output layer) and, the spread being
-log-normal, a draw lands more often below the mean than above. Verdict: the variance ratio to the first
-layer (forward) or to the last layer (backward) leaves [1/{report.threshold:g}, {report.threshold:g}] → vanishing /
-exploding; it separates order-of-magnitude failures (Xavier's 2^-53) from that finite-width noise.
+The probe feeds {cfg.probe_batch} training samples forward and a standard-normal gradient backward (into the
+{split.n_classes} outputs), and measures the variance of every layer's output and of the gradient with respect
+to it (one fused statistics call per pass). The columns of the table:
+
+* **fwd gain**: the variance of the last layer's output divided by the first layer's, measured;
+* its **theory**: the mean-field prediction of the same ratio from the plan's standard deviations, the product
+  over layers 2..{cfg.depth} of `fan_in · Var(W) / 2` (a ReLU layer's factor): 1 for He at every layer (the
+  output layer included), about 1/2 for Xavier (so {cfg.depth} layers lose about 2^{cfg.depth - 1}), and the
+  depth-aware ramp's `exp(2Kl/(L(L+1)))` (an end-to-end factor e^K);
+* **bwd gain**: the gradient variance at the first layer's output divided by the last layer's (where the
+  standard-normal gradient enters), measured: below 1 means the gradient shrinks toward the input;
+* its **theory**: the product over layers 2..{cfg.depth} of `fan_out · Var(W) / 2`. He (fan_in mode) gives 1 at
+  every square hidden layer and {split.n_classes} · (2/{cfg.width}) / 2 = {head:.3g} once, at the
+  {split.n_classes}-unit output layer: the gradient of {split.n_classes} outputs is spread over {cfg.width} units.
+  That one factor is He's whole backward theory ({head:.3g}): it does not vanish with depth.
+
+The theory is the mean over random draws; one network of finite width fluctuates around it: every ReLU layer
+multiplies the variance by a random factor of relative spread about sqrt(5/width) (a sum over the ~width/2
+active units), so after {cfg.depth} layers of width {cfg.width} the log of a single draw's variance spreads by
+about sqrt(5·{cfg.depth}/{cfg.width}) = {spread:.1f} (a factor {math.exp(spread):.0f} either way), the narrow
+{split.n_classes}-unit output layer adds its own (its variance is taken over {split.n_classes} units only), the
+inputs are correlated pixels rather than independent normals, and, the spread being log-normal, a draw lands
+more often below the mean than above. So one draw's gain can sit a factor {math.exp(2 * spread):.0f} (two
+spreads) below its theory without anything being wrong. Verdict: the variance ratio to the first layer
+(forward) or to the last layer (backward) leaves [1/{report.threshold:g}, {report.threshold:g}] at some layer →
+vanishing / exploding; it separates order-of-magnitude failures (Xavier's 2^-{cfg.depth - 1}) from that
+finite-width noise.
 
 {_md_table(["initialization", "verdict", "fwd gain", "theory", "bwd gain", "theory"], probe_rows)}
 

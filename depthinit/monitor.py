@@ -38,6 +38,7 @@ kept in :attr:`VarianceMonitor.history`, checked by :class:`~depthinit.alerts.Al
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import warnings
@@ -57,6 +58,7 @@ from .alerts import AlertEvent, Alerts
 from .layouts import FUSED, SEPARATE, fused_layout
 from .roles import locate
 from .sinks import Sink, call_safely
+from .outputs import first_floating, residual_blocks
 
 FIELDS = _stats.FIELDS
 N_FIELDS = _stats.N_FIELDS
@@ -82,6 +84,7 @@ class Row:
     layer: int | None
     qkv: str | None = None
     head: int | None = None
+    stream: bool = False  # a residual-stream row: a block's output (act) or the gradient w.r.t. it (grad)
 
 
 @dataclass
@@ -105,6 +108,8 @@ class _Site:
     row0: int
     splits: list[tuple[int, int]] | None  # ranges of the last dim of the output; None: the whole output
     rows: list[Row]
+    stream: bool = False  # a residual block: its output is the residual stream
+    grad_row: int | None = None  # residual block: the row (in the act buffer) of the gradient w.r.t. its output
 
 
 def short_name(name: str) -> str:
@@ -194,14 +199,13 @@ def _traced_rows(views: list[Tensor]) -> Tensor:
     return torch.stack(rows)
 
 
-def _first_tensor(out: Any) -> Tensor | None:
-    if isinstance(out, Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        for o in out:
-            if isinstance(o, Tensor):
-                return o
-    return None
+_FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+                                          "float8_e8m0fnu") if hasattr(torch, n))
+
+
+def _measurable(t: Tensor) -> Tensor:
+    """``t``, or its float32 upcast for the float8 dtypes (the statistics kernels read fp16/bf16/fp32/fp64)."""
+    return t.float() if t.dtype in _FP8 else t
 
 
 def _name_matches(key: str, mname: str) -> bool:
@@ -276,6 +280,17 @@ class VarianceMonitor:
             as the sharded weights (default: when ``torch.distributed`` runs with more than one rank).
             Every rank must then call :meth:`step` at the same steps (as with any collective).
         group: process group of the collective (default: the world).
+        residual_stream: also record the residual stream: the output of each residual block (``act`` rows
+            named after the block, ``"stream": True``) and the gradient with respect to it (``grad`` rows,
+            ``"stream": True``; taken by a tensor hook in backward, not under ``torch.compile``). The depth
+            alerts follow these rows. Default: when the model has residual blocks and ``include`` is not given
+            (:func:`depthinit.structure.residual_blocks`: the container items holding residual output
+            projections); ``False``: never.
+
+    Parameters added, removed, re-parametrized or cast after the monitor was made are noticed at the next
+    monitored step: the rows are rebuilt (one warning naming the changed parameters), the records of the
+    earlier steps stay in :attr:`history`. Float8 tensors are measured after an upcast to float32 (a copy
+    at each monitored step); every other floating dtype in its own precision (fp64 in fp64).
 
     Example::
 
@@ -310,6 +325,7 @@ class VarianceMonitor:
         rank_zero_only: bool = True,
         global_acts: bool | None = None,
         group=None,
+        residual_stream: bool | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"VarianceMonitor: expected an nn.Module, got {type(model).__name__}")
@@ -336,6 +352,7 @@ class VarianceMonitor:
         self.train_only = train_only
         self.max_history = history
         self.group = group
+        self.residual_stream = residual_stream
         if global_acts is None:
             import torch.distributed as dist
 
@@ -350,26 +367,57 @@ class VarianceMonitor:
         self._exclude = _compile_regexes("exclude", exclude)
         self._qkv = self._qkv_specs(qkv_modules)
 
-        self._prows: list[_ParamRow] = []
-        self._sites: list[_Site] = []
         self._hooks: list[Any] = []
-        self._build()
-        self.rows: list[Row] = (
-            [p.row for p in self._prows]
-            + [Row("grad", p.row.name, p.row.layer, p.row.qkv, p.row.head) for p in self._prows]
-            + [r for s in self._sites for r in s.rows]
-            + [Row("update", p.row.name, p.row.layer, p.row.qkv, p.row.head) for p in self._prows]
-        )
-        self._nw = len(self._prows)
-        self._na = sum(len(s.rows) for s in self._sites)
-        self._a0, self._u0 = 2 * self._nw, 2 * self._nw + self._na
-        self._device = self._find_device()
         self._dtensor = _dtensor_cls()
-
+        self._device = self._find_device()
         self.global_step = 0
         self._active = False
         self._paused = False
         self._closed = False
+        self._pending: deque = deque()  # (slot, step, valid, event)
+        self._since_drain = 0
+        self._hist: deque = deque(maxlen=history)  # (step, data [R, F] float64, valid [R] bool)
+        self._old: deque = deque(maxlen=history)  # (step, records) of the steps before a re-scan
+        self._hist_records: list[dict] = []
+        self._hist_built = 0
+        self._layout()
+        self._emit = self._emitting(rank_zero_only)
+
+        old = _OPEN.get(self.model)
+        old = old() if old is not None else None
+        if old is not None and not old._closed:
+            warnings.warn("VarianceMonitor: this model already has an open monitor; closing it (its hooks are "
+                          "removed) so that hooks do not stack", stacklevel=2)
+            old.close()
+        _OPEN[self.model] = weakref.ref(self)
+        self._register_hooks()
+        if self._emit:
+            for s in self.sinks:
+                call_safely(s, "open")
+        self._set_active()
+
+    # -- construction ------------------------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        """Rows and per-layout buffers from the model's current parameters (at creation and at a re-scan)."""
+        self._prows: list[_ParamRow] = []
+        self._sites: list[_Site] = []
+        self._build()
+        k = sum(len(s.rows) for s in self._sites)
+        for site in self._sites:
+            if site.stream and self.grads:
+                site.grad_row, k = k, k + 1
+        self.rows: list[Row] = (
+            [p.row for p in self._prows]
+            + [Row("grad", p.row.name, p.row.layer, p.row.qkv, p.row.head) for p in self._prows]
+            + [r for s in self._sites for r in s.rows]
+            + [Row("grad", s.rows[0].name, s.rows[0].layer, stream=True) for s in self._sites if s.grad_row is not None]
+            + [Row("update", p.row.name, p.row.layer, p.row.qkv, p.row.head) for p in self._prows]
+        )
+        self._nw = len(self._prows)
+        self._na = sum(len(s.rows) + (s.grad_row is not None) for s in self._sites)
+        self._a0, self._u0 = 2 * self._nw, 2 * self._nw + self._na
+        self._signature = self._params_signature()
         self._act_buf = torch.tensor([_NEUTRAL] * self._na, dtype=torch.float64, device=self._device).reshape(
             self._na, N_FIELDS)
         self._act_neutral = self._act_buf.clone()
@@ -381,29 +429,34 @@ class VarianceMonitor:
         self._ring: Tensor | None = None
         self._host: Tensor | None = None
         self._free: list[int] = []
-        self._pending: deque = deque()  # (slot, step, valid, event)
-        self._since_drain = 0
-        self._hist: deque = deque(maxlen=history)  # (step, data [R, F] float64, valid [R] bool)
-        self._hist_records: list[dict] = []
-        self._hist_built = 0
         self._bases: list[dict] | None = None
-        self._emit = self._emitting(rank_zero_only)
 
-        old = _OPEN.get(self.model)
-        old = old() if old is not None else None
-        if old is not None and not old._closed:
-            warnings.warn("VarianceMonitor: this model already has an open monitor; closing it (its hooks are "
-                          "removed) so that hooks do not stack", stacklevel=2)
-            old.close()
-        _OPEN[self.model] = weakref.ref(self)
-        if self.activations and self._sites:
-            self._register_hooks()
-        if self._emit:
-            for s in self.sinks:
-                call_safely(s, "open")
-        self._set_active()
+    def _params_signature(self) -> tuple:
+        return tuple((n, p.dtype, tuple(p.shape)) for n, p in self.model.named_parameters())
 
-    # -- construction ------------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        """Re-scan the model if its parameters changed (added, removed, re-parametrized, cast) since the rows
+        were built: pending steps are drained first, their records kept in :attr:`history`."""
+        sig = self._params_signature()
+        if sig == self._signature:
+            return
+        old_names, new_names = {n for n, *_ in self._signature}, {n for n, *_ in sig}
+        changed = sorted({n for n, *_ in set(sig) ^ set(self._signature)} & old_names & new_names)
+        what = [f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}" for k, v in (
+            ("added", sorted(new_names - old_names)), ("removed", sorted(old_names - new_names)),
+            ("changed dtype/shape", changed)) if v]
+        warnings.warn(f"VarianceMonitor: the model's parameters changed at step {self.global_step} "
+                      f"({'; '.join(what)}); its rows are rebuilt", stacklevel=3)
+        self.flush()
+        for s, d, v in self._hist:
+            self._old.append((s, self._records(s, d, v)))
+        self._hist.clear()
+        self._hist_records, self._hist_built = [], 0
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+        self._layout()
+        self._register_hooks()
 
     @staticmethod
     def _qkv_specs(qkv_modules) -> list[tuple[str, tuple[int, ...] | None]]:
@@ -516,6 +569,7 @@ class VarianceMonitor:
         for n, p in model.named_parameters():
             canon.setdefault(id(p), n)
         locs = locate(model, list(canon.values())) if canon else {}
+        blocks = self._stream_blocks({n: loc.role for n, loc in locs.items()})
         selected = [(n, m) for n, m in model.named_modules() if self._selected(n, m)]
         if not selected:
             raise ValueError("VarianceMonitor: no module selected (check include= / exclude=, or the model has "
@@ -589,7 +643,23 @@ class VarianceMonitor:
                                          [Row("act", base, layer, part)]
                                          + [Row("act", f"{base}.head{h}", layer, part, h) for h in range(len(ranges))]))
             else:
-                self._sites.append(_Site(mname, row0, None, [Row("act", base or "<root>", layer, part)]))
+                stream = mname in blocks
+                self._sites.append(_Site(mname, row0, None, [Row("act", base or "<root>", layer, part,
+                                                                 stream=stream)], stream))
+        have = {s.mname for s in self._sites}
+        for i, b in enumerate(blocks):
+            if b not in have:
+                row0 = sum(len(s.rows) for s in self._sites)
+                self._sites.append(_Site(b, row0, None, [Row("act", short.get(b, b), i + 1, stream=True)], True))
+
+    def _stream_blocks(self, roles: dict[str, str]) -> list[str]:
+        if self.residual_stream is False or not self.activations or (self.residual_stream is None and self._include):
+            return []
+        blocks = residual_blocks(self.model, roles)
+        if self.residual_stream and not blocks:
+            raise ValueError("VarianceMonitor: residual_stream=True but the model has no residual blocks (no "
+                             "container items holding residual output projections, see depthinit.structure)")
+        return blocks
 
     @staticmethod
     def _split_dim(p: Tensor, out: int) -> int | None:
@@ -613,6 +683,8 @@ class VarianceMonitor:
         return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
     def _register_hooks(self) -> None:
+        if not (self.activations and self._sites):
+            return
         mods = dict(self.model.named_modules())
         for i, site in enumerate(self._sites):
             self._hooks.append(mods[site.mname].register_forward_hook(self._make_hook(i)))
@@ -633,11 +705,13 @@ class VarianceMonitor:
     # -- activations ---------------------------------------------------------------------------------------
 
     def _observe(self, i: int, output: Any) -> None:
-        t = _first_tensor(output)
-        if t is None or not t.is_floating_point():
+        t = first_floating(output)
+        if t is None:
             return
         site = self._sites[i]
-        x = t.detach()
+        if site.grad_row is not None and t.requires_grad and not torch.compiler.is_compiling():
+            t.register_hook(self._grad_hook(site.grad_row))
+        x = _measurable(t.detach())
         if self._dtensor is not None and isinstance(x, self._dtensor):
             x = x.to_local()  # activations are rank-local (data parallel)
         views = [x] if site.splits is None else [x.narrow(-1, a, b - a) for a, b in site.splits]
@@ -650,6 +724,15 @@ class VarianceMonitor:
         self._pending_acts.extend(zip(range(site.row0, site.row0 + len(views)), views))
         if self.act_reduce == "module":
             self._reduce_acts()
+
+    def _grad_hook(self, row: int) -> Callable[[Tensor], None]:
+        def hook(g: Tensor) -> None:
+            if self._active:
+                self._pending_acts.append((row, _measurable(g.detach())))
+                if self.act_reduce == "module":
+                    self._reduce_acts()
+
+        return hook
 
     def _reduce_acts(self) -> None:
         """Statistics of the pending outputs in one launch, merged (Chan) into their rows of the step."""
@@ -680,6 +763,7 @@ class VarianceMonitor:
         self._active = bool(self.activations and self._sites and self.global_step % self.every == 0)
         self._pending_acts = []
         if self._active:
+            self._check_params()
             self._follow_device()
             self._act_buf.copy_(self._act_neutral)
 
@@ -720,6 +804,7 @@ class VarianceMonitor:
             if t is None:
                 present.append(False)
                 continue
+            t = _measurable(t)
             if dt is not None and isinstance(t, dt):
                 v, s, c = _local_part(t, pr.dim, pr.start, pr.stop, dt)
             else:
@@ -734,8 +819,17 @@ class VarianceMonitor:
         """``[n]`` fp64 squared L2 norms (fp32 accumulation, one native pass per tensor)."""
         if not views:
             return torch.zeros(0, dtype=torch.float64, device=self._device)
-        norms = torch._foreach_norm(views, 2, dtype=torch.float32)
-        return torch.stack(norms).to(torch.float64).square().to(self._device)
+        wide = [v.dtype == torch.float64 for v in views]
+        if not any(wide):
+            norms = torch._foreach_norm(views, 2, dtype=torch.float32)
+            return torch.stack(norms).to(torch.float64).square().to(self._device)
+        out = [None] * len(views)  # fp64 tensors in fp64 (a float32 accumulation cannot take them)
+        for w, dt in ((False, torch.float32), (True, torch.float64)):
+            idx = [i for i, x in enumerate(wide) if x == w]
+            if idx:
+                for i, n in zip(idx, torch._foreach_norm([views[i] for i in idx], 2, dtype=dt)):
+                    out[i] = n.to(torch.float64)
+        return torch.stack(out).square().to(self._device)
 
     @torch.no_grad()
     def _prepare_update(self) -> None:
@@ -753,9 +847,12 @@ class VarianceMonitor:
         if self._closed:
             raise RuntimeError("VarianceMonitor.step() after close()")
         s = self.global_step
-        if s % self.every == 0:
+        monitored, prepare = s % self.every == 0, self.update is not None and (s + 1) % self.every == 0
+        if monitored or prepare:
+            self._check_params()
+        if monitored:
             self._record(s)
-        if self.update is not None and (s + 1) % self.every == 0 and self._nw:
+        if prepare and self._nw:
             self._prepare_update()
             self._prev_step = s
         self.global_step = s + 1
@@ -882,10 +979,10 @@ class VarianceMonitor:
         records = self._records(step, data, valid)
         events: list[AlertEvent] = self.alerts.check(step, records) if self.alerts is not None else []
         if self._emit:
-            for s in self.sinks:
-                call_safely(s, "write", step, records)
+            for s in self.sinks:  # each sink gets its own copies: what one changes, the others never see
+                call_safely(s, "write", step, [dict(r) for r in records])
                 for ev in events:
-                    call_safely(s, "alert", ev)
+                    call_safely(s, "alert", dataclasses.replace(ev))
                 call_safely(s, "flush")
         if self.alerts is not None:
             self.alerts.dispatch(events)
@@ -902,6 +999,8 @@ class VarianceMonitor:
                     base["qkv"] = row.qkv
                 if row.head is not None:
                     base["head"] = row.head
+                if row.stream:
+                    base["stream"] = True
                 self._bases.append(base)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             cnt = data[:, COUNT]
@@ -939,12 +1038,20 @@ class VarianceMonitor:
     @property
     def history(self) -> list[dict[str, Any]]:
         """Every drained record, oldest first (built on access from the compact rows; ``history=`` bounds it)."""
+        old = [r for _, recs in self._old_steps() for r in recs]
         if self.max_history is not None:
-            return [r for s, d, v in self._hist for r in self._records(s, d, v)]
+            return old + [r for s, d, v in self._hist for r in self._records(s, d, v)]
         for s, d, v in list(self._hist)[self._hist_built:]:
             self._hist_records.extend(self._records(s, d, v))
         self._hist_built = len(self._hist)
-        return list(self._hist_records)
+        return old + self._hist_records
+
+    def _old_steps(self) -> list[tuple[int, list[dict]]]:
+        """``(step, records)`` of the steps drained before a re-scan that still fit in ``history=``."""
+        old = list(self._old)
+        if self.max_history is not None:
+            old = old[max(0, len(old) - max(0, self.max_history - len(self._hist))):]
+        return old
 
     @property
     def events(self) -> list[AlertEvent]:
@@ -972,22 +1079,36 @@ class VarianceMonitor:
             "snapshot": None if self._snap is None else [t.cpu() for t in self._snap],
             "prev_step": self._prev_step,
             "alerts": None if self.alerts is None else self.alerts.state_dict(),
+            "old_steps": [[s, [dict(r) for r in recs]] for s, recs in self._old_steps()],  # before a re-scan
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue a run: same rows required (same model and options); history and alerts are restored."""
+        """Continue a run: same rows required (same model and options); history and alerts are restored.
+
+        A state saved with a subset of these rows (before the residual-stream rows existed) loads too: the
+        rows it lacks read as not measured at its steps.
+        """
         if state.get("version") != 1:
             raise ValueError(f"VarianceMonitor.load_state_dict: unknown state version {state.get('version')!r}")
         rows = [f"{row.kind}:{row.name}" for row in self.rows]
-        if list(state["rows"]) != rows:
-            diff = sorted(set(state["rows"]) ^ set(rows))[:4]
+        saved = list(state["rows"])
+        stream = {f"{row.kind}:{row.name}" for row in self.rows if row.stream}
+        if saved != rows and not (set(saved) <= set(rows) and set(rows) - set(saved) <= stream):
+            diff = sorted(set(saved) ^ set(rows))[:4]
             raise ValueError("VarianceMonitor.load_state_dict: the saved monitor measured other rows (different "
                              f"model or options), e.g. {diff}")
+        where = None if saved == rows else np.array([rows.index(k) for k in saved], dtype=np.int64)
         self._drain(force=-1)
         self.global_step = int(state["global_step"])
         self._hist.clear()
         for s, d, v in zip(state["steps"].tolist(), state["data"].numpy(), state["valid"].numpy()):
+            if where is not None:
+                d_all, v_all = np.tile(np.array(_NEUTRAL), (len(rows), 1)), np.zeros(len(rows), dtype=bool)
+                d_all[where], v_all[where] = d, v
+                d, v = d_all, v_all
             self._hist.append((int(s), d.copy(), v.copy()))
+        self._old.clear()
+        self._old.extend((int(s), [dict(r) for r in recs]) for s, recs in state.get("old_steps", []))
         self._hist_records, self._hist_built = [], 0
         prev = state.get("prev_sq")
         self._prev_sq = None if prev is None else prev.to(self._device)

@@ -50,6 +50,7 @@ from torch import nn
 from .plan import InitPlan, PlanRow
 from .plan import plan as make_plan
 from .roles import weight_bearing
+from .outputs import first_floating, primary_output, residual_blocks
 
 DEFAULT_THRESHOLD = 100.0
 BACKWARD_DOC = "standard-normal backward: d(loss)/d(output) ~ N(0, 1) i.i.d. (seeded), i.e. loss = <output, r>"
@@ -323,7 +324,7 @@ def _capture(
         def hook(_m, _inp, out):
             if name in fwd:
                 return
-            t = _first_tensor(out)
+            t = first_floating(out)
             if t is None:
                 return
             order.append(name)
@@ -351,19 +352,24 @@ def _capture(
         with torch.enable_grad() if backward else torch.no_grad():
             out = model(x)
             if backward:
-                y = _first_tensor(out)
-                if y is None or not y.requires_grad:
-                    raise ValueError("the model's output does not depend on any parameter that requires grad")
                 wrt = [p for p in model.parameters() if p.requires_grad]
-                if loss_fn is None:
+                if loss_fn is None:  # the standard-normal backward from the output (its logits if it has any)
+                    y = primary_output(out)
+                    if y is None:
+                        raise ValueError(f"the model's output ({type(out).__name__}) holds no floating-point tensor "
+                                         "to send the standard-normal gradient back from; pass loss_fn=")
                     g = torch.Generator().manual_seed(seed)
                     r = torch.randn(y.shape, generator=g, dtype=torch.float32).to(device=y.device, dtype=y.dtype)
-                    torch.autograd.grad(y, wrt, grad_outputs=r, allow_unused=True)
+                    y, grad_outputs, what = y, r, "the model's output"
                 else:
-                    loss = loss_fn(out)
-                    if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
-                        raise ValueError("loss_fn must return a scalar tensor")
-                    torch.autograd.grad(loss, wrt, allow_unused=True)
+                    y = loss_fn(out)
+                    if not (isinstance(y, torch.Tensor) and y.numel() == 1 and y.is_floating_point()):
+                        raise ValueError(f"loss_fn must return a floating-point scalar tensor, got "
+                                         f"{type(y).__name__}{tuple(y.shape) if isinstance(y, torch.Tensor) else ''}")
+                    grad_outputs, what = None, "loss_fn(output)"
+                if not (y.requires_grad and wrt):
+                    raise ValueError(f"{what} does not depend on any parameter that requires grad")
+                torch.autograd.grad(y, wrt, grad_outputs=grad_outputs, allow_unused=True)
     finally:
         for h in handles:
             h.remove()
@@ -405,6 +411,7 @@ class SchemeProbe:
     input_m2: float
     threshold: float = DEFAULT_THRESHOLD
     plan: InitPlan | None = field(default=None, repr=False)
+    stream: str = "layers"  # "residual": the rows are residual blocks (their outputs, the residual stream)
 
     def _ratios(self, which: str) -> list[float]:
         v = [getattr(r, which) for r in self.layers]
@@ -469,6 +476,7 @@ class SchemeProbe:
             "theory_forward_gain": self.theory_forward_gain,
             "theory_backward_gain": self.theory_backward_gain,
             "verdict": self.verdict,
+            "stream": self.stream,
             "layers": [asdict(r) for r in self.layers],
         }
 
@@ -514,14 +522,17 @@ class ProbeReport:
         return {r.label: r.verdict for r in self.results}
 
     def summary(self) -> str:
-        """One row per initialization: verdict, end-to-end forward/backward ratios (measured and theory)."""
+        """One row per initialization: verdict, end-to-end forward/backward ratios (measured, and the theory
+        where there is one: the theory columns are left out when no initialization has a prediction)."""
+        theory = any(r.theory_forward_gain is not None for r in self.results)
         head = ("scheme", "verdict", "fwd gain", "theory", "bwd gain", "theory", "fwd range", "bwd range")
-        rows = [head]
+        keep = [i for i in range(len(head)) if theory or head[i] != "theory"]
+        rows = [tuple(head[i] for i in keep)]
         for r in self.results:
             f, b = r._ratios("fwd"), r._ratios("bwd")
-            rows.append((r.label, r.verdict, _fmt(r.forward_gain), _fmt(r.theory_forward_gain), _fmt(r.backward_gain),
-                         _fmt(r.theory_backward_gain), f"{_fmt(min(f))}..{_fmt(max(f))}",
-                         f"{_fmt(min(b))}..{_fmt(max(b))}"))
+            row = (r.label, r.verdict, _fmt(r.forward_gain), _fmt(r.theory_forward_gain), _fmt(r.backward_gain),
+                   _fmt(r.theory_backward_gain), f"{_fmt(min(f))}..{_fmt(max(f))}", f"{_fmt(min(b))}..{_fmt(max(b))}")
+            rows.append(tuple(row[i] for i in keep))
         return "\n".join(align(rows))
 
     def layer_table(self, label: str | None = None) -> str:
@@ -534,12 +545,22 @@ class ProbeReport:
         return "\n".join([f"{r.label}: input E[x^2]={_fmt(r.input_m2)}", *align(rows)])
 
     def table(self, detail: bool = False) -> str:
-        """The summary table; with ``detail`` also every initialization's per-layer table."""
+        """The summary table (with what each column means); with ``detail`` every initialization's layers."""
+        residual = any(r.stream == "residual" for r in self.results)
+        unit = "block" if residual else "layer"
         out = [
             f"probe of {self.model}" if self.model else "probe",
             f"backward: {self.backward}",
-            f"verdict thresholds: variance ratio to the first layer (fwd) / last layer (bwd) outside "
-            f"[1/{self.threshold:g}, {self.threshold:g}]",
+            ("rows: the residual stream: the output of each residual block and the gradient w.r.t. it (the "
+             "branches inside a block add to it; their own outputs are not compared across depth)") if residual
+            else "rows: each probed layer's output and the gradient w.r.t. it",
+            f"fwd gain: output variance of the last {unit} / first {unit}; bwd gain: gradient variance at the "
+            f"first {unit} / last {unit} (< 1: the gradient shrinks toward the input); ranges: the same ratio "
+            f"at every {unit}",
+            "theory: the mean-field prediction of the same gain from the weights' variances (plain MLPs only)"
+            if any(r.theory_forward_gain is not None for r in self.results) else
+            "theory: none (the mean-field prediction covers plain MLPs only)",
+            f"verdict: vanishing / exploding when a range leaves [1/{self.threshold:g}, {self.threshold:g}]",
             self.summary(),
         ]
         if detail:
@@ -729,6 +750,10 @@ def probe(
         raise ValueError(f"threshold must be a number > 1, got {threshold!r}")
     _check_input(example_input)
     names = _resolve_modules(model, modules)
+    blocks = [] if modules is not None else residual_blocks(model, None if plan is None else {
+        n: r.role for r in plan.rows for n in (r.name, *r.tied)})
+    stream = "residual" if blocks else "layers"
+    names = blocks or names  # a residual network: follow the residual stream (block outputs)
     specs = None if schemes is None else [parse_scheme(s) for s in schemes]
     if specs is not None and not specs:
         raise ValueError("schemes= is empty; pass None to probe the model as it is")
@@ -747,7 +772,7 @@ def probe(
         recs, m2 = _measure(model, example_input, names, layers, loss_fn, seed, w2, b2)
         name = None if plan is None else plan.scheme
         results.append(SchemeProbe(label or name or "as-is", name, {} if plan is None else dict(plan.options), recs,
-                                   m2, threshold, plan))
+                                   m2, threshold, plan, stream))
     else:
         for name, opts in specs:
             m = copy.deepcopy(model)
@@ -756,7 +781,7 @@ def probe(
             moments = _plan_moments(p, mlp_layers(m)) if layers else None
             w2, b2 = moments if moments else (None, None)
             recs, m2 = _measure(m, example_input, names, mlp_layers(m) if layers else None, loss_fn, seed, w2, b2)
-            results.append(SchemeProbe(scheme_label(name, opts), p.scheme, dict(opts), recs, m2, threshold, p))
+            results.append(SchemeProbe(scheme_label(name, opts), p.scheme, dict(opts), recs, m2, threshold, p, stream))
             del m
     from .models import describe
 

@@ -12,6 +12,10 @@ that call: training never stops, and the other sinks and the monitor's in-memory
   rebuilt from the fused moments (:func:`moment_histogram`): no tensor is copied to the host.
 * :class:`WandB` — the same scalars through ``wandb.log`` (``pip install depthinit[wandb]``).
 * :class:`Console` — a compact per-kind summary every drain.
+* :class:`Scalars` — the scalars of each step handed to a function ``log(metrics, step)``: the bridge to
+  a trainer's loggers (Lightning's ``logger.log_metrics``, see :mod:`depthinit.integrations`).
+
+Each sink receives its own copies of the records and events: what one sink changes, no other sees.
 
 >>> mon = VarianceMonitor(model, sinks=[JSONL("run.jsonl"), TensorBoard("runs/x")])
 """
@@ -359,6 +363,38 @@ class WandB(Sink):
 
     def close(self) -> None:
         self._run = None
+
+
+class Scalars(Sink):
+    """``log({tag: value}, step + step_offset)`` with the scalars of every monitored step (tags as
+    :func:`scalar_tags`: ``{kind}/{stat}/{name}``, under ``prefix``) and ``{prefix}alerts/{kind}/{source}`` = 1
+    for each alert.
+
+    Args:
+        log: the function, e.g. a Lightning logger's ``log_metrics`` or ``lambda m, s: run.log(m, step=s)``.
+        stats: statistics logged (a subset keeps a trainer's logger light: one scalar per row and statistic).
+        step_offset: added to the monitor's step (0-based index of the optimizer step) to give the step the
+            logger expects, e.g. 1 for a trainer's ``global_step`` counted after the update.
+        prefix: prepended to every tag (e.g. ``"depthinit/"``).
+
+    Example::
+
+        mon = VarianceMonitor(model, sinks=[Scalars(lambda m, s: print(s, len(m)))])
+    """
+
+    def __init__(self, log: Any, stats: Sequence[str] = ("std", "update_ratio", "norm_change_ratio"),
+                 step_offset: int = 0, prefix: str = "") -> None:
+        if not callable(log):
+            raise TypeError(f"Scalars sink: log must be callable (metrics, step), got {type(log).__name__}")
+        self.log, self.stats, self.step_offset, self.prefix = log, tuple(stats), int(step_offset), prefix
+
+    def write(self, step: int, records: list[dict[str, Any]]) -> None:
+        data = {self.prefix + tag: v for r in records for tag, v in scalar_tags(r, self.stats)}
+        if data:
+            self.log(data, step + self.step_offset)
+
+    def alert(self, event: AlertEvent) -> None:
+        self.log({f"{self.prefix}alerts/{event.kind}/{event.source}": 1.0}, event.step + self.step_offset)
 
 
 class Console(Sink):

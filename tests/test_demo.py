@@ -58,6 +58,21 @@ def test_quick_demo_numbers(quick):
     assert runs[("xavier", "normal")]["alerts"].get("vanishing", 0) > 0
 
 
+def test_quick_demo_report_explains_its_theory_numbers(quick):
+    # before: He "healthy" beside a backward theory of 0.078 while the text said He preserves variance
+    out, _ = quick
+    cfg = json.loads((out / "summary.json").read_text())["config"]
+    probe = {r["label"]: r for r in json.loads((out / "probe.json").read_text())["results"]}
+    he = probe["he / normal"]
+    head = 10 / cfg["width"]  # digits: 10 classes; the output layer's backward factor fan_out * (2/fan_in) / 2
+    assert he["theory_forward_gain"] == pytest.approx(1.0, rel=1e-9)
+    assert he["theory_backward_gain"] == pytest.approx(head, rel=1e-9)
+    report = (out / "report.md").read_text()
+    assert f"= {head:.3g} once, at the" in report and "He's whole backward theory" in report
+    for col in ("**fwd gain**", "**bwd gain**", "its **theory**"):
+        assert col in report
+
+
 def test_quick_demo_jsonl_logs(quick):
     out, _ = quick
     logs = sorted(out.glob("monitor-*.jsonl"))

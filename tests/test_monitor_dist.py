@@ -96,11 +96,12 @@ def test_fsdp2_sharded_records_equal_one_process_run():
         hist = res["history"]
         assert [(r["step"], r["kind"], r["name"]) for r in hist] == [(r["step"], r["kind"], r["name"]) for r in ref]
         for a, b in zip(ref, hist):
+            batch = a["kind"] == "act" or a.get("stream")  # activations, residual-stream gradients: per batch
             for k, v in a.items():
-                if k in ("count", "nonfinite", "zeros"):  # activations: the global batch of both ranks
-                    assert b[k] == v * (2 if a["kind"] == "act" else 1), (a["kind"], a["name"], k)
+                if k in ("count", "nonfinite", "zeros"):  # the global batch of both ranks
+                    assert b[k] == v * (2 if batch else 1), (a["kind"], a["name"], k)
                 elif isinstance(v, float):
-                    want = v * math.sqrt(2) if (a["kind"], k) == ("act", "l2") else v  # twice the sum of squares
+                    want = v * math.sqrt(2) if batch and k == "l2" else v  # twice the sum of squares
                     assert b[k] == pytest.approx(want, rel=1e-9, abs=1e-30), (a["kind"], a["name"], k)
         # one all_gather per monitored step: weights, gradients, update and activation rows together
         assert res["collectives"] == steps
