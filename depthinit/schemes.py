@@ -404,7 +404,11 @@ def orthogonal(p: ParamInfo, *, gain: float = 1.0) -> Draw:
 
 @register("zeros")
 def zeros(p: ParamInfo) -> Draw:
-    """Every floating parameter set to zero (norm weights to one). Breaks symmetry: only for heads/tests."""
+    """Every floating parameter set to zero (norm weights to one).
+
+    Does not break symmetry: every unit of a layer computes the same function and gets the same gradient,
+    so a network of zeros cannot learn hidden features. Use it for heads and tests only.
+    """
     if p.role == "norm":
         return constant(1.0)
     return constant(0.0)
