@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from types import ModuleType
 
 
@@ -22,10 +23,16 @@ def missing_message(packages: dict[str, str], purpose: str, extra: str) -> str |
     Found with ``importlib.util.find_spec``: nothing is imported, so the check is cheap enough to run
     before any work (in constructors and at the start of a command).
     """
-    absent = [pip for mod, pip in packages.items() if importlib.util.find_spec(mod) is None]
+    absent = [pip for mod, pip in packages.items() if not _installed(mod)]
     if not absent:
         return None
     return f"{purpose} needs {' and '.join(absent)}: pip install 'depthinit[{extra}]' (or {' '.join(absent)})"
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # imported already (or a module object put there, as tests do)
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
 
 
 def check_installed(packages: dict[str, str], purpose: str, extra: str) -> None:
