@@ -23,7 +23,6 @@ numbers are listed. GPU benchmarks (``gpu_*``) run only when CUDA is available.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -466,58 +465,8 @@ def run_all(bench_dir: str, quick: bool = False, only: Sequence[str] | None = No
             "skipped": {r.name: r.skipped for r in results if r.skipped}}
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-
-
-def _setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    sp.add_argument("--quick", action="store_true", help="CI-sized inputs (well under a minute in all)")
-    sp.add_argument("--json", metavar="PATH", default=None, help="also save the results as JSON")
-    sp.add_argument("--bench-dir", default=None, help=f"the repository's bench/ folder (default: ${ENV_DIR}, the "
-                                                      "source checkout, ./bench)")
-    sp.add_argument("--only", default=None, help="comma-separated benchmark names (e.g. bench_stats_cpu)")
-    sp.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the benchmark processes")
-    sp.add_argument("--timeout", type=float, default=None, help="seconds per benchmark (default 120 quick, 900)")
-    sp.add_argument("--list", action="store_true", help="list the benchmarks found and exit")
-    return _cmd
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    from .cli import UsageError
-
-    try:
-        bench_dir = find_bench_dir(args.bench_dir)
-        if args.list:
-            for f in discover(bench_dir):
-                kind = "pytest-benchmark" if is_pytest_benchmark(os.path.join(bench_dir, f)) else "script"
-                print(f"{f.removesuffix('.py'):28s} {kind}{' (GPU)' if f.startswith('gpu_') else ''}")
-            return 0
-        if args.threads is not None and args.threads < 1:
-            raise BenchError(f"--threads must be >= 1, got {args.threads}")
-        only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
-        res = run_all(bench_dir, args.quick, only, args.threads, args.timeout,
-                      log=lambda m: print(m, file=sys.stderr, flush=True))
-    except BenchError as e:
-        raise UsageError(str(e)) from None
-    rows = [Row(**r) for r in res["rows"]]
-    print(f"depthinit bench{' --quick' if args.quick else ''}: {res['device']}, benchmarks from {res['bench_dir']}; "
-          f"every ratio is against a baseline measured in the same run")
-    print(table(rows, show_gbs=res["gpu"]))
-    if args.quick:
-        print("--quick: CI-sized inputs check that every benchmark runs; fixed costs dominate at these sizes, so "
-              "the targets apply to the full-size run (depthinit bench)")
-    failed = [r for r in res["benchmarks"] if r["returncode"] not in (0, None)]
-    print(f"{len(res['benchmarks'])} benchmark(s), {len(failed)} failed, {len(res['skipped'])} skipped, "
-          f"{res['wall_s']:.0f} s")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(_finite(res), f, indent=1, default=str, allow_nan=False)
-            f.write("\n")
-        print(f"saved {args.json}")
-    return 1 if failed else 0
-
-
-def register_cli(commands: dict) -> None:
-    """Add ``depthinit bench``."""
-    commands["bench"] = ("run the micro-benchmarks of bench/ and print one table of ratios", _setup)
-
+def save_json(res: dict[str, Any], path: str) -> None:
+    """Write the results of :func:`run_all` as strict JSON (non-finite numbers as null)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_finite(res), f, indent=1, default=str, allow_nan=False)
+        f.write("\n")

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import MissingDependency
+
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
 CIFAR_FEATURES = 3 * 32 * 32
@@ -96,7 +98,8 @@ def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
 
     spec = importlib.util.find_spec("sklearn")
     if spec is None:
-        raise ImportError("the bundled datasets need scikit-learn: pip install 'depthinit[data]' (or scikit-learn)")
+        raise MissingDependency("the bundled datasets need scikit-learn: pip install 'depthinit[data]' "
+                                "(or scikit-learn)")
     folder = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data")
     try:
         if name == "digits":

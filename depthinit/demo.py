@@ -22,12 +22,10 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import re
-import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -429,9 +427,9 @@ def _run_label(name: str, opts: dict) -> tuple[str, str]:
     return label, dist
 
 
-def run_demo(cfg: DemoConfig, out: str = DEFAULT_OUT, *, progress: Progress | None = None,
-             command: str = "depthinit demo", stdout: TextIO | None = None) -> list[RunResult]:
-    """Run the demo (see the module docstring); returns one :class:`RunResult` per initialization."""
+def check_config(cfg: DemoConfig) -> list[tuple[str, dict]]:
+    """ValueError naming the option unless ``cfg`` can run; returns the parsed ``(scheme, options)`` list.
+    Runs before any work or file (bad names and options of the schemes included)."""
     from . import schemes as S
     from .probe import parse_scheme
 
@@ -440,9 +438,19 @@ def run_demo(cfg: DemoConfig, out: str = DEFAULT_OUT, *, progress: Progress | No
             raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {getattr(cfg, k)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
         raise ValueError(f"--lr must be a finite number > 0, got {cfg.lr}")
+    if cfg.data == "cifar10" and not cfg.data_root:
+        raise ValueError("--data cifar10 needs --data-root (a folder of CIFAR-10 python batches; nothing is "
+                         "downloaded)")
     specs = [parse_scheme(s) for s in cfg.schemes]
-    for name, opts in specs:  # bad names / options fail here, before any work or file
+    for name, opts in specs:
         S.check_options(S.get_scheme(name), opts)
+    return specs
+
+
+def run_demo(cfg: DemoConfig, out: str = DEFAULT_OUT, *, progress: Progress | None = None,
+             command: str = "depthinit demo", stdout: TextIO | None = None) -> list[RunResult]:
+    """Run the demo (see the module docstring); returns one :class:`RunResult` per initialization."""
+    specs = check_config(cfg)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -512,61 +520,3 @@ def _run(cfg: DemoConfig, specs: list, out: str, progress: Progress, command: st
     print(f"\nreport: {path} (figures: {', '.join(os.path.basename(v) for v in figures.values())}; "
           f"logs: monitor-*.jsonl)", file=stdout)
     return results
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def _setup_cli(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    d = DemoConfig()
-    sp.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
-    sp.add_argument("--quick", action="store_true", help="width 64, 3 epochs: a smoke run in well under 30 s")
-    sp.add_argument("--data", default=d.data, choices=("digits", "wine", "cifar10"),
-                    help="dataset: digits, wine (bundled with scikit-learn) or cifar10 (local, --data-root)")
-    sp.add_argument("--data-root", help="folder holding the CIFAR-10 python batches (data_batch_1.., test_batch)")
-    sp.add_argument("--n-train", type=int, help="keep the first N training samples (cifar10)")
-    sp.add_argument("--n-test", type=int, help="keep the first N test samples (cifar10)")
-    sp.add_argument("--depth", type=int, help=f"Linear layers (default {d.depth})")
-    sp.add_argument("--width", type=int, help=f"hidden width (default {d.width}; --quick 64)")
-    sp.add_argument("--epochs", type=int, help=f"training epochs (default {d.epochs}; --quick 3)")
-    sp.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
-    sp.add_argument("--optimizer", choices=("adam", "sgd"), help=f"optimizer (default {d.optimizer})")
-    sp.add_argument("--lr", type=float, help=f"learning rate (default {d.lr:g}; --quick 5e-4)")
-    sp.add_argument("--seed", type=int, help="init seed of every scheme, split and shuffling seed (default 0)")
-    sp.add_argument("--threads", type=int, help=f"torch intra-op threads (default {d.threads}: the tensors are small, "
-                                                 "one thread wastes nothing and never oversubscribes a busy machine)")
-    sp.add_argument("--schemes", help="initializations, as `depthinit probe --schemes` (default: "
-                                      + ",".join(DEFAULT_SCHEMES) + ")")
-    return _cmd_demo
-
-
-def config_from_args(args: argparse.Namespace) -> DemoConfig:
-    from .probe import parse_schemes, scheme_label
-
-    keys = ("depth", "width", "epochs", "batch_size", "optimizer", "lr", "seed", "threads")
-    over = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
-    over.update(data=args.data, data_root=args.data_root, n_train=args.n_train, n_test=args.n_test)
-    if args.schemes:
-        over["schemes"] = tuple(scheme_label(n, o) for n, o in parse_schemes(args.schemes))
-    if args.data == "cifar10" and not args.data_root:
-        raise ValueError("--data cifar10 needs --data-root (a folder of CIFAR-10 python batches; nothing is "
-                         "downloaded)")
-    return DemoConfig.quick_config(**over) if args.quick else DemoConfig(**over)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    import importlib.util
-
-    for mod, extra in (("matplotlib", "plots"), ("sklearn", "data")):
-        if importlib.util.find_spec(mod) is None and (mod != "sklearn" or args.data != "cifar10"):
-            raise ValueError(f"depthinit demo needs {mod}: pip install 'depthinit[{extra}]'")
-    cfg = config_from_args(args)
-    argv = sys.argv[2:] if len(sys.argv) > 1 and sys.argv[1] == "demo" else []
-    run_demo(cfg, args.out, command=shlex.join(["depthinit", "demo", *argv]))
-    return 0
-
-
-def register_cli(commands: dict) -> None:
-    """Register ``depthinit demo`` (see :func:`run_demo`)."""
-    commands["demo"] = ("the main job: probe He / Xavier / depth-aware on a 54-layer MLP, train each with the "
-                        "monitor on, write a report", _setup_cli)

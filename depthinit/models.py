@@ -24,9 +24,11 @@ def mlp(depth: int = 54, width: int = 256, act: str = "relu", in_features: int |
     """A fully connected net of ``depth`` Linear layers (``depth - 1`` hidden activations)."""
     if act not in ACTIVATIONS:
         raise ValueError(f"unknown activation {act!r}; valid: {', '.join(ACTIVATIONS)}")
-    if depth < 1 or width < 1:
-        raise ValueError(f"depth and width must be >= 1, got depth={depth}, width={width}")
-    dims = [in_features or width] + [width] * (depth - 1) + [out_features or width]
+    for k, v in dict(depth=depth, width=width, in_features=in_features, out_features=out_features).items():
+        if v is not None and v < 1:
+            raise ValueError(f"{k} must be >= 1, got {v}")
+    dims = [width if in_features is None else in_features] + [width] * (depth - 1) + \
+        [width if out_features is None else out_features]
     layers: list[nn.Module] = []
     for i in range(depth):
         layers.append(nn.Linear(dims[i], dims[i + 1], bias=bias))
@@ -148,14 +150,19 @@ def parse_spec(spec: str) -> tuple[str, dict]:
                 v = t(val)
         except ValueError:
             raise ValueError(f"bad value {val!r} for {key} in model spec: expected {t.__name__}") from None
-        kwargs[_RENAME.get(key, key)] = v
+        if t is int and v < 1:
+            raise ValueError(f"{key}={v} in model spec: must be >= 1 (omit it for the default)")
+        name = _RENAME.get(key, key)
+        if name in kwargs:
+            raise ValueError(f"{key} is given twice in model spec {spec!r}: keep one")
+        kwargs[name] = v
     return kind, kwargs
 
 
 def estimate_params(kind: str, kw: dict) -> int:
     if kind == "mlp":
         d, w = kw.get("depth", 54), kw.get("width", 256)
-        return (kw.get("in_features") or w) * w + max(d - 2, 0) * w * w + w * (kw.get("out_features") or w) + d * w
+        return kw.get("in_features", w) * w + max(d - 2, 0) * w * w + w * kw.get("out_features", w) + d * w
     L, C, V, T = kw.get("n_layer", 12), kw.get("n_embd", 768), kw.get("vocab", 50257), kw.get("block", 1024)
     return V * C + T * C + L * 12 * C * C
 

@@ -22,6 +22,7 @@ from . import schemes as S
 from .reparam import finish, padding_rows
 from .roles import SOURCES, locate
 from .structure import trace_structure
+from .validation import check_constants, check_plan, check_saved_options
 
 PLAN_FORMAT = "depthinit.plan/1"
 GROWTH_WARN_HIGH = 1e4
@@ -103,6 +104,9 @@ class InitPlan:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     model: nn.Module | None = field(default=None, repr=False, compare=False)
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_plan(self.rows, self.constants)  # finite weights in every row's dtype (depthinit.validation)
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:
@@ -215,14 +219,15 @@ class InitPlan:
         rows = [_row_from_dict(i, r) for i, r in enumerate(rows_in)]
         seed = d.get("seed")
         _check_seed(seed)
-        opts = d.get("options", {})
-        consts = d.get("constants", {})
-        if not isinstance(opts, dict) or not isinstance(consts, dict):
-            raise ValueError("plan 'options' and 'constants' must be objects")
+        scheme = d.get("scheme", "")
+        if not isinstance(scheme, str):
+            raise ValueError(f"plan 'scheme' must be a string, got {scheme!r}")
+        opts = check_saved_options(scheme, d.get("options", {}))
+        consts = check_constants(d.get("constants", {}))
         skipped = d.get("skipped", [])
         if not (isinstance(skipped, list) and all(isinstance(s, list) and len(s) == 2 for s in skipped)):
             raise ValueError("plan 'skipped' must be a list of [name, reason] pairs")
-        return cls(rows, str(d.get("scheme", "")), opts, seed, consts, [tuple(s) for s in skipped])
+        return cls(rows, scheme, opts, seed, consts, [tuple(s) for s in skipped])
 
     def fingerprint(self) -> str:
         """SHA-256 of what the plan draws (names, shapes, dtypes, distributions, parameters, seed)."""
@@ -288,6 +293,7 @@ class InitPlan:
         """The plan's rows as ``FillRow``s of the kernel contract (``keep`` rows excluded)."""
         from .kernels._tables import DIST_CODES, FillRow
 
+        check_plan(self.rows)  # rows may have been edited since the plan was built
         out = []
         for r in self.rows:
             if r.distribution == "keep":

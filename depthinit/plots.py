@@ -22,7 +22,10 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .errors import MissingDependency
+
 KINDS = ("weight", "grad", "act")
+STATS = ("std", "rms", "absmax", "mean", "var", "l2", "min", "max")  # per-record statistics that can be drawn
 UPDATE_STATS = ("update_ratio", "norm_change_ratio")
 
 
@@ -31,7 +34,8 @@ def _mpl():
         import matplotlib
         from matplotlib.figure import Figure
     except ImportError as e:
-        raise ImportError("depthinit.plots needs matplotlib: pip install matplotlib (or depthinit[plots])") from e
+        raise MissingDependency("depthinit.plots needs matplotlib: pip install 'depthinit[plots]' (or matplotlib)") \
+            from e
     return matplotlib, Figure
 
 
@@ -254,6 +258,31 @@ def qkv(records: Any, kind: str = "weight", stat: str = "std", *, log: bool | No
     return fig
 
 
+def statistics(records: Iterable[dict]) -> list[str]:
+    """The statistics :func:`plot_run` can draw from ``records``: those of :data:`STATS` that a weight,
+    gradient or activation record holds."""
+    have = {k for r in records if r.get("kind") in KINDS for k, v in r.items() if v is not None}
+    return [s for s in STATS if s in have]
+
+
+def check_request(records: Sequence[dict], stat: str, steps: Sequence[int] | None, what: Any = "the log") -> None:
+    """ValueError (one line, the valid choices named) unless ``records`` can draw ``stat`` at ``steps``."""
+    where = os.fspath(what) if isinstance(what, os.PathLike) else what
+    if not records:
+        raise ValueError(f"{where} holds no monitor records: nothing to plot (was the monitor stepped?)")
+    valid = statistics(records)
+    if not valid:
+        raise ValueError(f"{where} holds no weight, gradient or activation records: nothing to plot")
+    if stat not in valid:
+        raise ValueError(f"unknown statistic {stat!r} for {where}; valid: {', '.join(valid)}")
+    if steps is not None:
+        have = sorted({int(r["step"]) for r in records if "step" in r})
+        bad = [s for s in steps if not have[0] <= s <= have[-1]]
+        if not steps or bad:
+            raise ValueError(f"steps {', '.join(map(str, bad)) or '(none)'} are outside the monitored steps "
+                             f"{have[0]}..{have[-1]} of {where}")
+
+
 def plot_run(source: Any, out_dir: str | os.PathLike, stat: str = "std", steps: Sequence[int] | None = None,
              fmt: str = "png", dpi: int = 120) -> list[str]:
     """Every figure of a run into ``out_dir``; returns the paths written.
@@ -268,8 +297,7 @@ def plot_run(source: Any, out_dir: str | os.PathLike, stat: str = "std", steps: 
     """
     _mpl()
     recs = load_records(source)
-    if not recs:
-        raise ValueError("no records to plot")
+    check_request(recs, stat, steps, source if isinstance(source, (str, os.PathLike)) else "the records")
     os.makedirs(out_dir, exist_ok=True)
     out: list[str] = []
 
@@ -293,36 +321,3 @@ def plot_run(source: Any, out_dir: str | os.PathLike, stat: str = "std", steps: 
         if any(r.get("qkv") and _keep(r, k, stat, False, False) for r in recs):
             save(qkv(recs, k, stat), f"qkv_{k}")
     return out
-
-
-def _setup_cli(sp):
-    sp.add_argument("log", help="a JSONL log written by depthinit.sinks.JSONL")
-    sp.add_argument("-o", "--out", default="plots", help="output folder (default: plots)")
-    sp.add_argument("--stat", default="std", help="statistic to draw (std, rms, absmax, mean, l2; default std)")
-    sp.add_argument("--steps", default=None, help="steps of the profile figure, comma separated (default: 4 steps)")
-    sp.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="image format")
-    sp.add_argument("--dpi", type=int, default=120)
-    return _cmd_plot
-
-
-def _cmd_plot(args) -> int:
-    from .cli import UsageError
-
-    steps = None
-    if args.steps:
-        try:
-            steps = [int(s) for s in args.steps.split(",") if s.strip()]
-        except ValueError:
-            raise UsageError(f"--steps takes integers separated by commas, got {args.steps!r}") from None
-    try:
-        paths = plot_run(args.log, args.out, stat=args.stat, steps=steps, fmt=args.format, dpi=args.dpi)
-    except ImportError as e:
-        raise UsageError(str(e)) from None
-    for p in paths:
-        print(p)
-    return 0
-
-
-def register_cli(commands: dict) -> None:
-    """Add ``depthinit plot run.jsonl -o out/``."""
-    commands["plot"] = ("draw the monitor figures of a JSONL log (heatmaps, profiles, Q/K/V)", _setup_cli)

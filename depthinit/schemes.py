@@ -406,7 +406,11 @@ def orthogonal(p: ParamInfo, *, gain: float = 1.0) -> Draw:
 
 @register("zeros")
 def zeros(p: ParamInfo) -> Draw:
-    """Every floating parameter set to zero (norm weights to one). Breaks symmetry: only for heads/tests."""
+    """Every floating parameter set to zero (norm weights to one).
+
+    Does not break symmetry: every unit of a layer computes the same function and gets the same gradient,
+    so a network of zeros cannot learn hidden features. Use it for heads and tests only.
+    """
     if p.role == "norm":
         return constant(1.0)
     return constant(0.0)
@@ -448,8 +452,30 @@ def check_K(K: float, schedule: str) -> None:
 
 
 def predicted_gain(n_layers: int, K: float, schedule: str = "ramp") -> float:
-    """Predicted end-to-end activation-variance gain ``prod_l m_l`` of a schedule over L layers."""
-    log = sum(math.log(depth_multiplier(lyr, n_layers, K, schedule)) for lyr in range(1, n_layers + 1))
+    """Predicted end-to-end activation-variance gain ``prod_l m_l`` of a schedule over L layers.
+
+    Closed forms, O(1) at any L: constant 1, ramp ``e^K``; linear ``exp(sum_l log1p(K l / L))``, summed
+    exactly up to L = 4096 and by Euler-Maclaurin beyond (``L·I(K) + log1p(K)/2`` and the first two
+    derivative terms, ``I(K)`` the integral of ``log1p(K t)`` over [0, 1]; the remainder is O(L^-5)).
+    Capped at e^709.
+    """
+    check_K(K, schedule)
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers must be an int >= 1, got {n_layers!r}")
+    if schedule == "constant" or K == 0:
+        return 1.0
+    if schedule == "ramp":
+        return math.exp(K)
+    L = n_layers
+    if L <= 4096:
+        log = math.fsum(math.log1p(K * lyr / L) for lyr in range(1, L + 1))
+    else:
+        a = K / L
+        integral = (((1.0 + K) * math.log1p(K) - K) / K if abs(K) > 1e-4
+                    else math.fsum((-1) ** (n + 1) * K**n / (n * (n + 1)) for n in range(1, 8)))
+        d1 = a / (1.0 + K) - a  # f'(L) - f'(0) for f(l) = log1p(a l)
+        d3 = 2.0 * a**3 * ((1.0 + K) ** -3 - 1.0)  # f'''(L) - f'''(0)
+        log = L * integral + 0.5 * math.log1p(K) + d1 / 12.0 - d3 / 720.0
     return math.exp(min(log, 709.0))
 
 

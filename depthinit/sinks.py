@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from .alerts import AlertEvent
+from .errors import check_installed, require
 
 CSV_COLUMNS = ("step", "kind", "name", "layer", "qkv", "head", "count", "mean", "var", "std", "rms", "l2", "min",
                "max", "absmax", "nonfinite", "zeros", "update_ratio", "norm_change_ratio", "delta_l2")
@@ -201,14 +202,14 @@ class CSV(Sink):
 
 
 def _optional(package: str, sink: str, extra: str):
-    """Import an optional package, or raise an ImportError that says how to install it."""
-    import importlib
+    """Import an optional package, or raise MissingDependency (an ImportError) that says how to install it."""
+    return require(package, f"the {sink} sink", extra)
 
-    try:
-        return importlib.import_module(package)
-    except ImportError as e:
-        raise ImportError(f"the {sink} sink needs the {package} package: pip install {package} "
-                          f"(or depthinit[{extra}])") from e
+
+def _installed(package: str, sink: str, extra: str) -> None:
+    """At construction: the sink's package is installed (found without importing it), else MissingDependency
+    with the install command, so a missing package is a configuration error before training starts."""
+    check_installed({package: package}, f"the {sink} sink", extra)
 
 
 def scalar_tags(record: dict[str, Any], stats: Iterable[str]) -> list[tuple[str, float]]:
@@ -255,7 +256,8 @@ class TensorBoard(Sink):
     squares exact; bucket shape a normal approximation). Alerts are written as text under ``alerts``.
 
     Args:
-        logdir: TensorBoard log folder.
+        logdir: TensorBoard log folder. Without ``writer``, the constructor checks that ``tensorboard`` is
+            installed (MissingDependency with the install command otherwise).
         stats: statistics written as scalars (those a record lacks are skipped).
         histograms: write histograms for weight/grad/act rows.
         bins: histogram buckets.
@@ -270,6 +272,8 @@ class TensorBoard(Sink):
                  histograms: bool = True, bins: int = 32, writer: Any = None) -> None:
         if logdir is None and writer is None:
             raise ValueError("TensorBoard sink needs a logdir or a writer")
+        if writer is None:
+            _installed("tensorboard", "TensorBoard", "tb")
         self.logdir = None if logdir is None else os.fspath(logdir)
         self.stats = tuple(stats)
         self.histograms = histograms
@@ -317,8 +321,9 @@ class TensorBoard(Sink):
 class WandB(Sink):
     """The same scalars as :class:`TensorBoard` through ``wandb.log`` (optional: ``pip install depthinit[wandb]``).
 
-    ``wandb`` is imported when the monitor starts; if it is missing the sink warns once (with the install
-    command) and the run goes on. Uses the active run (``wandb.run``) or starts one with ``init_kwargs``.
+    Without ``wandb`` installed the constructor raises :class:`~depthinit.errors.MissingDependency` with the
+    install command (a configuration error, found before training starts); ``wandb`` itself is imported
+    when the monitor starts. Uses the active run (``wandb.run``) or starts one with ``init_kwargs``.
 
     Args:
         stats: statistics logged as scalars.
@@ -333,6 +338,7 @@ class WandB(Sink):
 
     def __init__(self, stats: Sequence[str] = DEFAULT_STATS, histograms: bool = False, run: Any = None,
                  **init_kwargs: Any) -> None:
+        _installed("wandb", "WandB", "wandb")
         self.stats = tuple(stats)
         self.histograms = histograms
         self.init_kwargs = init_kwargs

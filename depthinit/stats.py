@@ -312,6 +312,9 @@ def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
                 seen.add(key)
             names.append(name)
             tensors.append(t)
+        if grads and not tensors and any(p.requires_grad for p in x.parameters()):
+            raise ValueError("layer_stats(model, grads=True): no parameter has a gradient yet; call "
+                             "loss.backward() first")
         return names, tensors
     if grads:
         raise ValueError("layer_stats: grads=True needs an nn.Module (pass the gradients themselves otherwise)")

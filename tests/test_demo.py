@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from depthinit.cli import main
-from depthinit.demo import DemoConfig, config_from_args
+from depthinit.cli.demo import config_from_args
+from depthinit.demo import DemoConfig
 from depthinit.sinks import read_jsonl
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -75,5 +75,5 @@ def test_clear_errors(run_log, monkeypatch):
     with pytest.raises(ValueError, match="records must be dicts"):
         plots.load_records([{"x": 1}])
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(ImportError, match="pip install matplotlib"):
+    with pytest.raises(ImportError, match=r"pip install 'depthinit\[plots\]'"):
         plots.heatmap(hist)

@@ -106,11 +106,17 @@ def test_failing_sink_warns_once_and_loses_nothing(tmp_path):
     assert sorted({r["step"] for r in mon.history}) == list(range(6))
 
 
-def test_wandb_missing_warns_with_install_hint_and_training_goes_on(monkeypatch):
-    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
-    with pytest.warns(sinks.SinkWarning, match="pip install wandb"):
-        mon = run_with([sinks.WandB()], steps=2, every=1)
-    assert len({r["step"] for r in mon.history}) == 2
+@pytest.mark.parametrize("package,make", [
+    ("wandb", lambda tmp: sinks.WandB()),
+    ("tensorboard", lambda tmp: sinks.TensorBoard(tmp / "tb")),
+])
+def test_optional_sink_missing_its_package_fails_at_construction(monkeypatch, tmp_path, package, make):
+    """A missing package is a configuration error found before training starts, with the install command."""
+    from depthinit.errors import MissingDependency
+
+    monkeypatch.setitem(sys.modules, package, None)  # import -> ImportError, as when it is not installed
+    with pytest.raises(MissingDependency, match=rf"needs {package}: pip install 'depthinit\["):
+        make(tmp_path)
 
 
 def test_wandb_logs_scalars_and_alerts_with_a_fake_module(monkeypatch):

@@ -18,42 +18,16 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 
 STUDIES = ("deep-mlp", "std-sweep", "gpt2-variance")
 
 
-def _studies() -> dict[str, tuple[str, Callable]]:
+def studies() -> dict[str, tuple[str, Callable]]:
+    """``{study: (help, setup)}``: ``setup(parser)`` adds the study's arguments and returns its runner."""
     from . import deep_mlp, gpt2_variance, std_sweep
 
     out: dict[str, tuple[str, Callable]] = {}
     for m in (deep_mlp, std_sweep, gpt2_variance):
         m.register(out)
     return out
-
-
-def _setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from ..cli import _Parser
-
-    sub = sp.add_subparsers(dest="study", required=True, metavar="{" + ",".join(STUDIES) + "}",
-                            parser_class=_Parser)
-    runners: dict[str, Callable] = {}
-    for name, (help_, setup) in _studies().items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        runners[name] = setup(p)
-
-    def dispatch(args: argparse.Namespace) -> int:
-        from ..cli import UsageError
-
-        try:
-            return runners[args.study](args)
-        except (FileNotFoundError, ImportError) as e:  # missing data folder or optional package: one line
-            raise UsageError(str(e).replace("\n", " ")) from None
-
-    return dispatch
-
-
-def register_cli(commands: dict) -> None:
-    """Add ``depthinit repro <study>``."""
-    commands["repro"] = ("reproduce the seed papers' studies (deep-mlp, std-sweep, gpt2-variance)", _setup)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import require
+
 RESULTS_JSON = "results.json"
 REPORT_MD = "report.md"
 FORMAT = "depthinit.repro/1"
@@ -293,11 +295,7 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 
 def figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (10, 4), **kw: Any):
     """``(fig, axes)`` on the Agg canvas (no pyplot state, no display)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as e:
-        raise ImportError("the reproductions draw figures with matplotlib: pip install matplotlib "
-                          "(or depthinit[plots])") from e
+    Figure = require("matplotlib.figure", "the reproductions' figures", "plots", "matplotlib").Figure
     fig = Figure(figsize=size, layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
