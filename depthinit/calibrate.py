@@ -37,10 +37,10 @@ import torch
 from torch import nn
 
 from . import schemes as S
+from .outputs import first_floating
 from .plan import InitPlan, VarianceWarning
 from .plan import plan as make_plan
 from .probe import _capture, _check_input, _resolve_modules, _stats_host
-from .outputs import first_floating
 
 MODES = ("K", "lsuv")
 Target = float | Sequence[float] | Callable[[int, int], float]

@@ -56,9 +56,9 @@ from torch import Tensor, nn
 from . import stats as _stats
 from .alerts import AlertEvent, Alerts
 from .layouts import FUSED, SEPARATE, fused_layout
+from .outputs import first_floating, residual_blocks
 from .roles import locate
 from .sinks import Sink, call_safely
-from .outputs import first_floating, residual_blocks
 
 FIELDS = _stats.FIELDS
 N_FIELDS = _stats.N_FIELDS

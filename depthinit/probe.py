@@ -47,10 +47,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from .outputs import first_floating, primary_output, residual_blocks
 from .plan import InitPlan, PlanRow
 from .plan import plan as make_plan
 from .roles import weight_bearing
-from .outputs import first_floating, primary_output, residual_blocks
 
 DEFAULT_THRESHOLD = 100.0
 BACKWARD_DOC = "standard-normal backward: d(loss)/d(output) ~ N(0, 1) i.i.d. (seeded), i.e. loss = <output, r>"

@@ -23,9 +23,9 @@ from depthinit.alerts import Alerts
 from depthinit.calibrate import calibrate
 from depthinit.models import gpt2, mlp
 from depthinit.monitor import VarianceMonitor
+from depthinit.outputs import first_floating, primary_output, residual_blocks
 from depthinit.probe import probe
 from depthinit.sinks import JSONL, Sink, read_jsonl
-from depthinit.outputs import first_floating, primary_output, residual_blocks
 
 transformers = pytest.importorskip("transformers")
 
