@@ -26,7 +26,7 @@ from . import native
 from ._tables import FILL_PARAMS, FillRow, ShardGeometry, fill_params
 from .native import compile_flags
 
-__all__ = ["CpuFill", "prepare", "library", "build", "load", "DTYPE_CODES", "standard_values"]
+__all__ = ["CpuFill", "prepare", "prepare_described", "library", "build", "load", "DTYPE_CODES", "standard_values"]
 
 log = logging.getLogger(__name__)
 
