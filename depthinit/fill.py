@@ -10,7 +10,7 @@ defines for its :class:`~depthinit.kernels._tables.FillRow` (distribution, param
 * ``backend="triton"``: the Triton kernel; on CPU tensors it runs under the Triton interpreter (tests: slow);
 * ``backend="torch"``: the torch path everywhere.
 
-The C kernel is built with the system C compiler on first use (about half a second, then cached on disk).
+The C kernel is built with the system C compiler on first use (under a second, then cached on disk).
 Without a compiler, ``auto`` logs one warning and uses the torch path: the same values, slower. The torch path
 computes a tensor in blocks of ``EAGER_CHUNK`` counters (Philox once per counter, all four words used) and copies
 each block into place.

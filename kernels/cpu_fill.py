@@ -6,7 +6,7 @@ shard geometry) and ``fp64 [T, 10]`` (:data:`~depthinit.kernels._tables.FILL_PAR
 seed is one C call that computes only the elements that exist. Values depend only on (seed, stream, global
 index), never on grouping, sizes, thread count or sharding; the torch reference is :mod:`depthinit.rng`.
 
-Built and cached by :mod:`depthinit.kernels.native` on first use (about half a second, once per machine);
+Built and cached by :mod:`depthinit.kernels.native` on first use (under a second, once per machine);
 :func:`library` is None without a C compiler (one logged warning) or with ``DEPTHINIT_FILL_COMPILE=0``.
 """
 
@@ -26,7 +26,7 @@ from . import native
 from ._tables import FILL_PARAMS, FillRow, ShardGeometry, fill_params
 from .native import compile_flags
 
-__all__ = ["CpuFill", "prepare", "library", "build", "load", "DTYPE_CODES", "standard_values"]
+__all__ = ["CpuFill", "prepare", "prepare_described", "library", "build", "load", "DTYPE_CODES", "standard_values"]
 
 log = logging.getLogger(__name__)
 

@@ -131,37 +131,26 @@ def _box_muller(wa, wb):
 
 @triton.jit
 def _ppnd7(s):
-    """``rng.ppnd7``: -Phi^-1(s) >= 0 of tail probabilities s in (0, 0.5] (Wichura, AS241 PPND7)."""
+    """``rng.ppnd7``: -Phi^-1(s) >= 0 of tail probabilities s in (0, 0.5] (Wichura, AS241 PPND7).
+
+    One rational function with the branch's coefficients selected per element (few live registers): the same
+    IEEE ops on the same values as evaluating the selected branch (a missing leading term is ``0 * v + c = c``,
+    a missing factor ``1 * n = n``), so the reference's values, bit for bit.
+    """
     q = 0.5 - s
-    r = 0.180625 - q * q
-    na = 5.9109374720e1
-    na = na * r + 1.5929113202e2
-    na = na * r + 5.0434271938e1
-    na = na * r + 3.3871327179
-    da = 6.7187563600e1
-    da = da * r + 7.8757757664e1
-    da = da * r + 1.7895169469e1
-    da = da * r + 1.0
-    central = tl.math.div_rn(q * na, da)
+    central = q <= 0.425
     t = tl.sqrt_rn(-tl.log(tl.maximum(s, 1.1754943508222875e-38)))
-    tc = t - 1.6
-    te = t - 5.0
-    nc = 1.7023821103e-1
-    nc = nc * tc + 1.3067284816
-    nc = nc * tc + 2.7568153900
-    nc = nc * tc + 1.4234372777
-    dc = 1.2021132975e-1
-    dc = dc * tc + 7.3700164250e-1
-    dc = dc * tc + 1.0
-    ne = 1.7337203997e-2
-    ne = ne * te + 4.2868294337e-1
-    ne = ne * te + 3.0812263860
-    ne = ne * te + 6.6579051150
-    de = 1.2258202635e-2
-    de = de * te + 2.4197894225e-1
-    de = de * te + 1.0
-    tail = tl.where(t <= 5.0, tl.math.div_rn(nc, dc), tl.math.div_rn(ne, de))
-    return tl.where(q <= 0.425, central, tail)
+    near = t <= 5.0
+    v = tl.where(central, 0.180625 - q * q, tl.where(near, t - 1.6, t - 5.0))
+    n = tl.where(central, 5.9109374720e1, tl.where(near, 1.7023821103e-1, 1.7337203997e-2))
+    n = n * v + tl.where(central, 1.5929113202e2, tl.where(near, 1.3067284816, 4.2868294337e-1))
+    n = n * v + tl.where(central, 5.0434271938e1, tl.where(near, 2.7568153900, 3.0812263860))
+    n = n * v + tl.where(central, 3.3871327179, tl.where(near, 1.4234372777, 6.6579051150))
+    d = tl.where(central, 6.7187563600e1, 0.0)
+    d = d * v + tl.where(central, 7.8757757664e1, tl.where(near, 1.2021132975e-1, 1.2258202635e-2))
+    d = d * v + tl.where(central, 1.7895169469e1, tl.where(near, 7.3700164250e-1, 2.4197894225e-1))
+    d = d * v + 1.0
+    return tl.math.div_rn(tl.where(central, q, 1.0) * n, d)
 
 
 @triton.jit
@@ -240,20 +229,14 @@ def _store(addr, dtype_code, offs, vals, mask, MASKED: tl.constexpr, ALIGNED: tl
 
 
 @triton.jit
-def _tile(counter, stream, k0, k1, dist, fp, BLOCK: tl.constexpr):
+def _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo, clamp_hi,
+          BLOCK: tl.constexpr):  # fmt: skip
     """[BLOCK, 4] fp32 tile: row ``c`` holds the 4 elements of ``counter[c]`` (word ``j`` in column ``j``),
-    clamped to the tensor's ``[clamp_lo, clamp_hi]``; ``fp`` points at the tensor's fparams row."""
-    mean = tl.load(fp + 0)
-    std = tl.load(fp + 1)
-    low = tl.load(fp + 2)
-    high = tl.load(fp + 3)
-    cdf_lo = tl.load(fp + 4)
-    sf_hi = tl.load(fp + 5)
-    width = tl.load(fp + 6)
+    clamped to the tensor's ``[clamp_lo, clamp_hi]``."""
     v0, v1, v2, v3 = _values(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, sf_hi, width, BLOCK)
     j = tl.arange(0, 4)[None, :]
     v = tl.where(j == 0, v0, tl.where(j == 1, v1, tl.where(j == 2, v2, v3)))
-    return tl.minimum(tl.maximum(v, tl.load(fp + 7)), tl.load(fp + 8))
+    return tl.minimum(tl.maximum(v, clamp_lo), clamp_hi)
 
 
 @triton.jit(do_not_specialize=["key0", "key1"])  # one compiled kernel for every seed
@@ -282,6 +265,15 @@ def _fill_kernel(
     slots = tl.load(ip + 7)
     fast = tl.load(ip + 8)
     fp = fparams + tid * NF
+    mean = tl.load(fp + 0)
+    std = tl.load(fp + 1)
+    low = tl.load(fp + 2)
+    high = tl.load(fp + 3)
+    cdf_lo = tl.load(fp + 4)
+    sf_hi = tl.load(fp + 5)
+    width = tl.load(fp + 6)
+    clamp_lo = tl.load(fp + 7)
+    clamp_hi = tl.load(fp + 8)
     addr = tl.load(ptr_table + tid)
     k0 = key0.to(tl.uint32, bitcast=True)
     k1 = key1.to(tl.uint32, bitcast=True)
@@ -292,7 +284,8 @@ def _fill_kernel(
     if (fast != 0) & ((blk + 1) * (4 * BLOCK) <= run):
         # fast: a full block of one run that starts at a multiple of 4; 4 * BLOCK contiguous elements, no mask
         counter = start // 4 + blk * BLOCK + r
-        vals = _tile(counter, stream, k0, k1, dist, fp, BLOCK)
+        vals = _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo, clamp_hi,
+                     BLOCK)
         offs = (blk * BLOCK + r) * 4 + j
         _store(addr, dtype_code, offs, vals, offs >= 0, False, ALIGNED)
     else:
@@ -301,7 +294,8 @@ def _fill_kernel(
         a = q // slots.to(tl.int32)
         g_run = a.to(tl.int64) * gstride + start  # global index of the run's first element
         counter = g_run // 4 + (q - a * slots.to(tl.int32))
-        vals = _tile(counter, stream, k0, k1, dist, fp, BLOCK)
+        vals = _tile(counter, stream, k0, k1, dist, mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo, clamp_hi,
+                     BLOCK)
         g = counter * 4 + j
         mask = (a < outer) & (g >= g_run) & (g < g_run + run)
         _store(addr, dtype_code, a.to(tl.int64) * run + (g - g_run), vals, mask, True, False)

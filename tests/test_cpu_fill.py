@@ -230,3 +230,18 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch, caplog):
         monkeypatch.undo()
         K.library.cache_clear()
     assert K.library() is not None
+
+
+def test_portable_build_gives_the_same_bits(tmp_path, monkeypatch):
+    """A build without AVX2 / FMA / F16C (scalar Philox, other vector widths) writes the same bits: every step is
+    one IEEE operation in a fixed order (no contraction, no fast-math), so the values do not depend on the CPU."""
+    flags = [f for f in K.compile_flags() if not f.startswith("-m")]
+    monkeypatch.setattr(K, "compile_flags", lambda: flags)
+    plain = K.load(K.build(tmp_path))
+    for dist in DISTS:
+        for dtype in DTYPES:
+            row = _row(dist, ShardGeometry.along((3, 3 * U + 1), 1, 5, 2 * U + 7), 41)
+            a, b = (torch.empty(row.geometry.local_numel, dtype=dtype) for _ in range(2))
+            K.prepare([a], [row])(SEED)
+            K.prepare([b], [row], lib=plain)(SEED)
+            assert torch.equal(a.view(torch.uint8), b.view(torch.uint8)), (dist, dtype)
