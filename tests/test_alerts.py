@@ -53,8 +53,12 @@ def test_depth_ratio_uses_geometric_mean_per_layer_and_skips_bias_and_heads():
     ev = a.check(0, grow)
     assert [(e.kind, e.layer, e.statistic, e.source) for e in ev] == [("exploding", "depth", "var_ratio", "act")]
     assert ev[0].value == pytest.approx(1e4)
-    shrink = [rec("grad", f"l{i}", i, std=10.0 ** -i) for i in range(1, 4)]
-    ev = a.check(1, shrink)
+    # gradients travel toward the input: larger at layer 1 than at layer 3 is a gradient that grows on its way
+    grows_to_input = [rec("grad", f"l{i}", i, std=10.0 ** -i) for i in range(1, 4)]
+    ev = a.check(1, grows_to_input)
+    assert [(e.kind, e.source) for e in ev] == [("exploding", "grad")] and ev[0].value == pytest.approx(1e4)
+    shrinks_to_input = [rec("grad", f"l{i}", i, std=10.0 ** i) for i in range(1, 4)]
+    ev = Alerts(std_band=NO_BAND, depth_ratio=100.0, spike_stats=()).check(1, shrinks_to_input)
     assert [(e.kind, e.source) for e in ev] == [("vanishing", "grad")] and ev[0].value == pytest.approx(1e-4)
     flat = [rec("act", f"l{i}", i, std=1.0) for i in range(1, 4)]
     assert a.check(2, flat) == []

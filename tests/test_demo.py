@@ -74,6 +74,16 @@ def test_quick_demo_report_explains_its_theory_numbers(quick):
         assert col in report
 
 
+def test_quick_demo_names_xavier_gradients_vanishing(quick):
+    # before: "grad variance grows 2.14e+15x from layer 1 to layer 54 ... exploding" for Xavier's gradients
+    out, _ = quick
+    _, alerts = read_jsonl(out / "monitor-xavier-normal.jsonl")
+    depth = {(a["alert"], a["source"]) for a in alerts if a["layer"] == "depth"}
+    assert ("vanishing", "grad") in depth and ("exploding", "grad") not in depth
+    grad = [a for a in alerts if a["layer"] == "depth" and a["source"] == "grad"]
+    assert all(a["value"] < 1e-4 and "toward the input" in a["message"] for a in grad)
+
+
 def test_quick_demo_jsonl_logs(quick):
     out, _ = quick
     logs = sorted(out.glob("monitor-*.jsonl"))

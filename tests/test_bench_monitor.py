@@ -1,0 +1,35 @@
+"""bench/bench_monitor_overhead.py reports what it claims: the real wandb.watch baseline beside the hand-written
+one, every requested model, and per-round overheads with their median and min-max (no timing is asserted)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "bench_monitor_overhead.py")
+
+
+@pytest.mark.skipif(not os.path.isfile(BENCH), reason="the repository's benchmark is not there")
+def test_monitor_benchmark_reports_real_wandb_watch_median_and_range(tmp_path, monkeypatch, capsys):
+    # before: one model, a hand-written watch imitation only, and a mean without any spread
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("bench_monitor_overhead", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rounds = 3
+    res = mod.main(["--layers", "1", "2", "--width", "32", "--heads", "2", "--vocab", "64", "--seq", "16",
+                    "--batch", "2", "--every", "2", "--rounds", str(rounds)])
+    assert [m["config"]["layers"] for m in res["models"]] == [1, 2]
+    for m in res["models"]:
+        assert set(m["step_ms"]) == {"none", "depthinit", "wandb", "watch"}
+        for n in ("depthinit", "wandb", "watch"):
+            per_round = m["overhead_pct_rounds"][n]
+            lo, hi = m["overhead_pct_range"][n]
+            assert len(per_round) == rounds and lo == min(per_round) and hi == max(per_round)
+            assert lo <= m["overhead_pct"][n] <= hi
+    assert res["overhead_pct"]["depthinit"] == max(m["overhead_pct"]["depthinit"] for m in res["models"])
+    text = capsys.readouterr().out
+    assert "wandb" in text and "overhead median" in text and "rounds" in text
