@@ -345,6 +345,7 @@ class VarianceMonitor:
             warnings.warn("VarianceMonitor: model is already compiled; create the monitor before torch.compile "
                           "to avoid a recompilation", stacklevel=2)
         self.every, self.drain = every, drain
+        self._stream_grads_skipped = self._warned_stream_grads = False
         self.weights, self.grads, self.activations = weights, grads, activations
         self.update = update
         self.act_reduce = act_reduce
@@ -709,8 +710,11 @@ class VarianceMonitor:
         if t is None:
             return
         site = self._sites[i]
-        if site.grad_row is not None and t.requires_grad and not torch.compiler.is_compiling():
-            t.register_hook(self._grad_hook(site.grad_row))
+        if site.grad_row is not None and t.requires_grad:
+            if torch.compiler.is_compiling():  # a tensor hook on an intermediate would break the graph
+                self._stream_grads_skipped = True
+            else:
+                t.register_hook(self._grad_hook(site.grad_row))
         x = _measurable(t.detach())
         if self._dtensor is not None and isinstance(x, self._dtensor):
             x = x.to_local()  # activations are rank-local (data parallel)
@@ -852,6 +856,12 @@ class VarianceMonitor:
             self._check_params()
         if monitored:
             self._record(s)
+            if self._stream_grads_skipped and not self._warned_stream_grads:
+                self._warned_stream_grads = True
+                warnings.warn("VarianceMonitor: gradients with respect to the residual stream are not recorded "
+                              "under torch.compile (a tensor hook inside the compiled graph); block outputs, "
+                              "weights and parameter gradients are. residual_stream=False silences this",
+                              stacklevel=2)
         if prepare and self._nw:
             self._prepare_update()
             self._prev_step = s

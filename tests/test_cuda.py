@@ -442,10 +442,15 @@ def test_monitor_under_torch_compile(target):
     torch._dynamo.reset()
     eager = run(False)
     counters.clear()
-    compiled = run(True)
+    with pytest.warns(UserWarning, match="residual stream are not recorded under torch.compile"):
+        compiled = run(True)
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert {r["step"] for r in compiled if r["kind"] == "act"} == {0, 2, 4}
-    _assert_records_close(compiled, eager, DEVICE_RTOL)
+    assert any(r["kind"] == "act" and r.get("stream") for r in compiled)  # block outputs are traced
+    # gradients w.r.t. the stream need a tensor hook, which the compiled graph does not take (the warning)
+    stream_grad = lambda r: r["kind"] == "grad" and r.get("stream")  # noqa: E731
+    assert any(stream_grad(r) for r in eager) and not any(stream_grad(r) for r in compiled)
+    _assert_records_close(compiled, [r for r in eager if not stream_grad(r)], DEVICE_RTOL)
 
 
 # ----------------------------------------------------------------------------------------------------------------
