@@ -323,4 +323,6 @@ def test_benchmark_scripts_run_on_cpu(capsys):
     assert res["bitwise_equal"] and res["var_rel"] < EXACT_RTOL  # the torch path on CPU: the C kernel, fp64
     cpu = _load_bench("bench_stats_cpu.py")
     out = cpu.main(["--width", "32", "--blocks", "2", "--reps", "1"])
-    assert set(out) == {"speedup_vs_var_mean", "ratio_vs_sum"}
+    assert set(out) == {"speedup_vs_var_mean", "ratio_vs_sum", "ratio_vs_sum_loop", "tiny_speedup_vs_var_mean",
+                        "host_ms_10000"}
+    assert all(math.isfinite(v) and v > 0 for v in out.values()), out
