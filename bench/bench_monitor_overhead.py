@@ -366,8 +366,12 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
             args.wandb = False
     layer_list = args.layers if isinstance(args.layers, list) else [args.layers]
     results = [measure(args, n) for n in layer_list]
-    if WandbWatch.run is not None:
+    if WandbWatch.run is not None:  # leave no wandb state behind for a caller in the same process
+        import wandb
+
         WandbWatch.run.finish()
+        WandbWatch.run = None
+        wandb.teardown()
     worst = max(results, key=lambda r: r["overhead_pct"]["depthinit"])
     res = {**worst, "models": results}
     if args.json:

@@ -12,7 +12,8 @@ BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.skipif(not os.path.isfile(BENCH), reason="the repository's benchmark is not there")
-def test_monitor_benchmark_reports_real_wandb_watch_median_and_range(tmp_path, monkeypatch, capsys):
+def test_monitor_benchmark_reports_real_wandb_watch_median_and_range(tmp_path, monkeypatch, capsys, one_thread):
+    # one_thread: the benchmark sets its own thread count (--threads 1); the fixture restores the suite's
     # before: one model, a hand-written watch imitation only, and a mean without any spread
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
