@@ -253,6 +253,8 @@ def _layer_profile(history: list[dict], kind: str, stat: str = "std") -> dict[in
 def plot_monitor(results: Sequence[RunResult], path: str, title: str) -> str:
     """From the monitor: per-layer activation and gradient std at the first (thin) and last (thick)
     monitored step of every run, log scale."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = figure(1, 2, figsize=(13, 5.2))
     for ax, kind, name in ((axes[0], "act", "activation (layer output) std"), (axes[1], "grad", "weight-gradient std")):
         for i, r in enumerate(results):
@@ -266,6 +268,8 @@ def plot_monitor(results: Sequence[RunResult], path: str, title: str) -> str:
                 ax.plot(range(1, len(ys) + 1), ys, ls, color=c, lw=lw, alpha=alpha, label=lab)
         ax.set_yscale("log")
         ax.set_xlabel("layer")
+        ax.set_ylabel("standard deviation (log scale)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{name}: thin = first monitored step, thick = last")
         ax.grid(True, alpha=0.35)
     axes[0].legend(fontsize=8, loc="best")

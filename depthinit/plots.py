@@ -214,6 +214,7 @@ def profile(records: Any, kinds: Sequence[str] = KINDS, stat: str = "std", steps
         if (log if log is not None else _spans_decades(vals)):
             ax.set_yscale("log")
         _name_ticks(ax, names, axis="x")
+        ax.set_xlabel("layer (module name, model order)")
         ax.set_ylabel(stat)
         ax.set_title(f"{kind} {stat} across layers")
         ax.grid(alpha=0.3)
