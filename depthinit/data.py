@@ -50,6 +50,11 @@ class Split:
     def n_features(self) -> int:
         return int(self.x_train.shape[1])
 
+    def describe(self) -> str:
+        """The split in words, for reports: ``digits: 1,437 training and 360 test samples, 64 features, 10 classes``."""
+        return (f"{self.name}: {len(self.y_train):,} training and {len(self.y_test):,} test samples, "
+                f"{self.n_features} features, {self.n_classes} classes")
+
     def __repr__(self) -> str:
         return (f"Split({self.name}: {len(self.y_train)} train / {len(self.y_test)} test, {self.n_features} features, "
                 f"{self.n_classes} classes)")

@@ -198,14 +198,25 @@ def _style(i: int, res: RunResult):
     return COLORS[i % len(COLORS)], ("--" if res.distribution == "uniform" else "-")
 
 
+def _best(r: RunResult) -> tuple[float, int]:
+    """The best test accuracy of a run and the epoch it was reached (the first, on ties)."""
+    accs = [a if math.isfinite(a) else -1.0 for a in r.test_acc]
+    i = max(range(len(accs)), key=accs.__getitem__)
+    return r.test_acc[i], r.epochs[i]
+
+
 def plot_training(results: Sequence[RunResult], path: str, title: str) -> str:
-    """Training loss (log scale) and test accuracy per epoch, one line per initialization."""
-    fig, axes = figure(1, 2, figsize=(13, 5))
+    """Training loss (log scale) and test accuracy per epoch, one line per initialization; the legend gives
+    each run's final and best test accuracy (a star marks the best epoch)."""
+    fig, axes = figure(1, 2, figsize=(13, 5.4))
     for i, r in enumerate(results):
         c, ls = _style(i, r)
         loss = [v if math.isfinite(v) else math.nan for v in r.train_loss]
+        best, at = _best(r)
         axes[0].plot(r.epochs, loss, ls, color=c, lw=1.8, marker="o", ms=3, label=r.label)
-        axes[1].plot(r.epochs, r.test_acc, ls, color=c, lw=1.8, marker="o", ms=3, label=r.label)
+        axes[1].plot(r.epochs, r.test_acc, ls, color=c, lw=1.8, marker="o", ms=3,
+                     label=f"{r.label}: final {r.test_acc[-1]:.3f}, best {best:.3f} (epoch {at})")
+        axes[1].plot([at], [best], "*", color=c, ms=11, mec="k", mew=0.6)
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     finite = [v for r in results for v in r.train_loss if math.isfinite(v) and v > 0]
@@ -214,14 +225,17 @@ def plot_training(results: Sequence[RunResult], path: str, title: str) -> str:
         axes[0].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axes[0].yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axes[0].yaxis.set_minor_formatter(NullFormatter())
-    axes[0].set_title("training loss (cross-entropy, full training set)")
-    axes[1].set_title("test accuracy")
+    axes[0].set_title("training loss (full training set, after each epoch)")
+    axes[0].set_ylabel("cross-entropy loss")
+    axes[1].set_title("test accuracy after each epoch (star: best epoch)")
+    axes[1].set_ylabel("test accuracy")
     axes[1].set_ylim(0, 1)
     for ax in axes:
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("epoch (0 = at initialization)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.35)
-    axes[1].legend(fontsize=8, loc="best")
+    axes[0].legend(fontsize=8, loc="best")
+    axes[1].legend(fontsize=7.5, loc="best")
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     return path
@@ -239,6 +253,8 @@ def _layer_profile(history: list[dict], kind: str, stat: str = "std") -> dict[in
 def plot_monitor(results: Sequence[RunResult], path: str, title: str) -> str:
     """From the monitor: per-layer activation and gradient std at the first (thin) and last (thick)
     monitored step of every run, log scale."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = figure(1, 2, figsize=(13, 5.2))
     for ax, kind, name in ((axes[0], "act", "activation (layer output) std"), (axes[1], "grad", "weight-gradient std")):
         for i, r in enumerate(results):
@@ -252,6 +268,8 @@ def plot_monitor(results: Sequence[RunResult], path: str, title: str) -> str:
                 ax.plot(range(1, len(ys) + 1), ys, ls, color=c, lw=lw, alpha=alpha, label=lab)
         ax.set_yscale("log")
         ax.set_xlabel("layer")
+        ax.set_ylabel("standard deviation (log scale)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{name}: thin = first monitored step, thick = last")
         ax.grid(True, alpha=0.35)
     axes[0].legend(fontsize=8, loc="best")
@@ -261,39 +279,46 @@ def plot_monitor(results: Sequence[RunResult], path: str, title: str) -> str:
 
 
 def plot_gradients(results: Sequence[RunResult], path: str, title: str) -> str | None:
-    """Weight-gradient std per layer (rows) and monitored step (columns), one panel per run, on ONE shared
-    log colour scale, so a run whose gradients vanish looks dark next to the healthy ones."""
+    """Weight-gradient std per layer (rows) and optimizer step (columns), one panel per run, each on its own
+    log colour scale (its range in the title): a vanishing run reads 1e-15 on its colour bar, a healthy run
+    shows how its gradients move over training instead of one flat colour."""
     grids = []
     for r in results:
         prof = _layer_profile(getattr(r, "_history", []), "grad")
         steps = sorted(prof)
         if steps:
             grids.append((r, steps, [[prof[s][i] for s in steps] for i in range(len(prof[steps[0]]))]))
-    vals = [v for _, _, g in grids for row in g for v in row if math.isfinite(v) and v > 0]
-    if not vals:
+    if not any(math.isfinite(v) and v > 0 for _, _, g in grids for row in g for v in row):
         return None
+    from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator, NullFormatter
+
     ncols = min(3, len(grids))
     nrows = math.ceil(len(grids) / ncols)
-    fig, axes = figure(nrows, ncols, (4.3 * ncols + 1.2, 3.6 * nrows + 0.8), layout=None, squeeze=False)
-    from matplotlib.colors import LogNorm
-
-    norm = LogNorm(vmin=min(vals), vmax=max(vals))
+    fig, axes = figure(nrows, ncols, (4.8 * ncols + 0.6, 3.7 * nrows + 0.9), squeeze=False)
     for ax in axes.flat[len(grids):]:
         ax.set_visible(False)
     for ax, (r, steps, g) in zip(axes.flat, grids):
         masked = [[v if math.isfinite(v) and v > 0 else math.nan for v in row] for row in g]
-        im = ax.imshow(masked, aspect="auto", interpolation="nearest", cmap="viridis", norm=norm,
-                       extent=(-0.5, len(steps) - 0.5, len(g) + 0.5, 0.5))
-        ax.set_title(f"{r.label} ({r.verdict})", fontsize=10)
-        ticks = sorted({round(i * (len(steps) - 1) / 4) for i in range(5)})
-        ax.set_xticks(ticks, [str(steps[i]) for i in ticks], fontsize=8)
-        ax.tick_params(axis="y", labelsize=8)
+        vals = [v for row in masked for v in row if v == v]
+        lo, hi = (min(vals), max(vals)) if vals else (1e-12, 1.0)
+        half = (steps[-1] - steps[0]) / max(len(steps) - 1, 1) / 2 or 0.5
+        im = ax.imshow(masked, aspect="auto", interpolation="nearest", cmap="viridis",
+                       norm=LogNorm(vmin=lo, vmax=hi if hi > lo else lo * 10),
+                       extent=(steps[0] - half, steps[-1] + half, len(g) + 0.5, 0.5))
+        ax.set_title(f"{r.label} ({r.verdict})\nstd {lo:.2g} .. {hi:.2g}", fontsize=9.5)
+        if len(steps) <= 8:  # one tick per monitored step, else round steps on the step axis
+            ax.set_xticks(steps)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.tick_params(labelsize=8)
         ax.set_xlabel("optimizer step", fontsize=9)
         ax.set_ylabel("layer", fontsize=9)
-    fig.subplots_adjust(left=0.06, right=0.86, top=0.88, bottom=0.1, wspace=0.3, hspace=0.45)
-    cax = fig.add_axes((0.89, 0.12, 0.02, 0.74))
-    fig.colorbar(im, cax=cax).set_label("weight-gradient std (shared log scale)")
-    fig.suptitle(title)
+        cb = fig.colorbar(im, ax=ax, fraction=0.06, pad=0.02)
+        cb.ax.yaxis.set_minor_formatter(NullFormatter())  # decades only, the same on every panel
+        cb.ax.tick_params(labelsize=7)
+    fig.suptitle(f"{title}\n(weight-gradient std; each panel has its own log colour scale)")
     fig.savefig(path, dpi=100)
     return path
 
@@ -312,13 +337,14 @@ def _summary_rows(results: Sequence[RunResult]) -> list[list[str]]:
     for r in results:
         loss, tr, te = r.final
         alerts = ", ".join(f"{k} {v}" for k, v in sorted(r.alerts.items())) or "-"
-        rows.append([r.label, r.distribution, r.verdict, f"{tr:.3f}", f"{te:.3f}",
+        best, at = _best(r)
+        rows.append([r.label, r.distribution, r.verdict, f"{tr:.3f}", f"{te:.3f}", f"{best:.3f} ({at})",
                      f"{loss:.4g}" if math.isfinite(loss) else "nan", alerts, f"{r.seconds:.1f}"])
     return rows
 
 
-SUMMARY_HEAD = ("scheme", "distribution", "verdict at init", "train acc", "test acc", "train loss", "alerts",
-                "seconds")
+SUMMARY_HEAD = ("scheme", "distribution", "verdict at init", "final train acc", "final test acc",
+                "best test acc (epoch)", "final train loss", "alerts", "seconds")
 
 
 def summary_table(results: Sequence[RunResult]) -> str:
@@ -339,10 +365,10 @@ def write_report(out: str, cfg: DemoConfig, split: Any, report, results: Sequenc
     head = split.n_classes / cfg.width  # He's backward factor of the narrow output layer: fan_out · (2/fan_in) / 2
     text = f"""# depthinit demo: a {cfg.depth}-layer ReLU MLP on {split.name}
 
-Command: `{command}` ({seconds:.0f} s, torch {torch.__version__}, {torch.get_num_threads()} threads).
+Command: `{command}` ({seconds:.0f} s, torch {torch.__version__}, {_count(torch.get_num_threads(), "thread")}).
 
 Model: `mlp:depth={cfg.depth},width={cfg.width}` ({describe(report_model_stub(cfg, split))}), {split.n_features}
-inputs, {split.n_classes} classes. Data: {split!r}, standardized with the training set's statistics.
+inputs, {split.n_classes} classes. Data: {split.describe()}, standardized with the training set's statistics.
 Training: {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.epochs} epochs, seed {cfg.seed} for every
 initialization; a `VarianceMonitor` logs weights, gradients, activations and update ratios
 {cfg.monitor_points} times per run.
@@ -385,7 +411,8 @@ finite-width noise.
 
 {_md_table(SUMMARY_HEAD, _summary_rows(results))}
 
-Accuracies and loss are measured on the full training / test sets after the last epoch. Alerts are the
+Final accuracies and loss are measured on the full training / test sets after the last epoch; the best test
+accuracy is the highest after any epoch (the epoch in brackets; 0 = at initialization). Alerts are the
 monitor's (vanishing / exploding / non-finite / spike, see `depthinit.alerts`) over the whole run.
 
 ![training]({os.path.basename(figures["training"])})
@@ -394,7 +421,8 @@ monitor's (vanishing / exploding / non-finite / spike, see `depthinit.alerts`) o
 
 ![monitor]({os.path.basename(figures["monitor"])})
 
-Weight-gradient standard deviation per layer over the training steps (one shared colour scale):
+Weight-gradient standard deviation per layer over the training steps (each panel on its own log colour
+scale; its range is in the panel's title):
 
 {f"![gradients]({os.path.basename(figures['gradients'])})" if "gradients" in figures else "(no gradient records)"}
 
@@ -408,6 +436,10 @@ Full numbers: `summary.json` (config, per-epoch curves) and `probe.json` (per-la
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
     return path
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def report_model_stub(cfg: DemoConfig, split: Any) -> nn.Module:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -159,9 +160,17 @@ def heatmap(records: Any, kind: str = "weight", stat: str = "std", *, log: bool 
     notes = ["log colour scale"] if norm is not None else []
     if norm is not None and any(math.isfinite(v) and v <= 0 for v in vals):
         notes.append("grey: zero")
-    ax.set_title(title or f"{what} per layer over training" + (f" ({', '.join(notes)})" if notes else ""))
+    text = title or f"{what} per layer over training" + (f" ({', '.join(notes)})" if notes else "")
+    ax.set_title(textwrap.fill(text, int(7.5 * fig.get_figwidth())), fontsize=10)  # never wider than the figure
     cb = fig.colorbar(im, ax=ax)
     cb.set_label(f"{stat} / {stat} at step {steps[0]}" if relative else stat)
+    if norm is not None and norm.vmax / norm.vmin < 100:  # a narrow log range: plain numbers, not 1.0015×10⁰
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+        lo, hi = norm.vmin, norm.vmax
+        cb.ax.yaxis.set_major_locator(FixedLocator([lo * (hi / lo) ** (i / 4) for i in range(5)]))
+        cb.ax.yaxis.set_minor_locator(NullLocator())
+        cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.5g}"))
     return fig
 
 
@@ -205,6 +214,7 @@ def profile(records: Any, kinds: Sequence[str] = KINDS, stat: str = "std", steps
         if (log if log is not None else _spans_decades(vals)):
             ax.set_yscale("log")
         _name_ticks(ax, names, axis="x")
+        ax.set_xlabel("layer (module name, model order)")
         ax.set_ylabel(stat)
         ax.set_title(f"{kind} {stat} across layers")
         ax.grid(alpha=0.3)

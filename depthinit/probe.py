@@ -597,9 +597,10 @@ class ProbeReport:
                     ax.plot(xs, [math.nan if t is None else t for t in th], "--", color=c, lw=1.3, alpha=0.9)
         axes[0].set_title("forward: variance of each layer's output")
         axes[1].set_title("backward: variance of the gradient w.r.t. each layer's output")
+        names = [(x.index, x.name) for x in self.results[0].layers] if self.results else []
         for ax in axes:
             ax.set_yscale("log")
-            ax.set_xlabel("layer")
+            _layer_axis(ax, names)
             ax.set_ylabel("variance")
             ax.grid(True, which="major", alpha=0.35)
             lo, hi = ax.get_ylim()
@@ -614,6 +615,20 @@ class ProbeReport:
         fig.suptitle(title or (f"signal propagation at init: {self.model}" if self.model else "signal propagation"))
         fig.savefig(path, dpi=110)
         return path
+
+
+def _layer_axis(ax, names: Sequence[tuple[int, str]], max_named: int = 24) -> None:
+    """Integer layer ticks; up to ``max_named`` layers are labelled with their module names."""
+    from matplotlib.ticker import MaxNLocator
+
+    if names and len(names) <= max_named and not all(n.isdigit() for _, n in names):  # Sequential: indices
+        ax.set_xticks([i for i, _ in names], [f"{i}  {n}" for i, n in names], rotation=60, ha="right", fontsize=7,
+                      rotation_mode="anchor")
+        ax.set_xlabel("layer (probed module)")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ends = f"; layer 1 is module '{names[0][1]}', layer {names[-1][0]} is '{names[-1][1]}'" if names else ""
+        ax.set_xlabel(f"layer (probed modules in forward order{ends})")
 
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",

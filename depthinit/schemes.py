@@ -406,10 +406,10 @@ def orthogonal(p: ParamInfo, *, gain: float = 1.0) -> Draw:
 
 @register("zeros")
 def zeros(p: ParamInfo) -> Draw:
-    """Every floating parameter set to zero (norm weights to one).
+    """Every floating parameter set to zero (norm weights to one). Does not break symmetry: for heads and tests.
 
-    Does not break symmetry: every unit of a layer computes the same function and gets the same gradient,
-    so a network of zeros cannot learn hidden features. Use it for heads and tests only.
+    Every unit of a layer computes the same function and gets the same gradient, so a network of zeros
+    cannot learn distinct hidden features.
     """
     if p.role == "norm":
         return constant(1.0)

@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 
 KERNEL_MODULES = ("fill", "stats")
@@ -174,10 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     failures = 0
+    caught: dict[str, None] = {}  # compiler warnings, printed once after the table instead of inside it
     for module, spec in specs:
         for arch in args.arch:
             try:
-                r = compile_spec(module, spec, arch)
+                with warnings.catch_warnings(record=True) as w:
+                    warnings.simplefilter("always")
+                    r = compile_spec(module, spec, arch)
+                caught.update((f"{x.category.__name__}: {x.message}", None) for x in w)
             except Exception as err:  # report every kernel, then fail
                 failures += 1
                 print(f"{module:<8} {spec.name:<34} sm_{arch:<3} FAILED: {type(err).__name__}: {err}")
@@ -190,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                 failures += 1
                 print(f"  SPILLS: {r.name} sm_{arch} spills registers")
     print(f"{len(specs)} kernel specializations x {len(args.arch)} archs, {failures} failure(s)")
+    for text in caught:
+        print(f"note: {text}")
     return 1 if failures or not specs else 0
 
 

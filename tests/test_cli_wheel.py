@@ -107,5 +107,8 @@ def test_installed_wheel_runs_the_quick_demo_outside_the_checkout(wheel, tmp_pat
     for name in ("report.md", "summary.json", "probe.png", "training.png", "monitor.png", "gradients.png"):
         assert (work / "report" / name).is_file(), name
     assert any((tmp_path / "cache").glob("cpu_stats-*")), "the C statistics kernel was not built into the cache"
+    report = (work / "report" / "report.md").read_text()
+    assert "1 thread)" in report and "1 threads" not in report  # the demo's default: one thread
+    assert "Split(" not in report and "digits: 1,347 training and 450 test samples" in report
     bad = subprocess.run([exe, "plan", "--model", "mlp:in=0"], cwd=work, env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("depthinit: error: in=0") and bad.stderr.count("\n") == 1

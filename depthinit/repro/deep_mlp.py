@@ -75,12 +75,14 @@ def _setup(sp: argparse.ArgumentParser):
     sp.add_argument("--width", type=C.positive_int, default=None, help="hidden width (default 128; quick 32)")
     sp.add_argument("--K", default="4", help="depth-aware |K| values, comma separated: each gives +K and -K "
                                               "(default 4)")
-    sp.add_argument("--schedule", default="ramp", choices=("ramp", "linear"), help="depth schedule of the ±K cases")
+    sp.add_argument("--schedule", default="ramp", choices=("ramp", "linear"),
+                    help="depth schedule of the ±K cases (default ramp)")
     sp.add_argument("--distributions", default="normal,uniform", help="comma separated (default normal,uniform)")
     sp.add_argument("--seeds", type=C.positive_int, default=None, help="seeds per case (default 3; quick 1)")
     sp.add_argument("--epochs", type=C.positive_int, default=None, help="epochs (default 40; quick 2)")
     sp.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    sp.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"), help="sgd (momentum 0.9) or adam")
+    sp.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
+                    help="sgd (momentum 0.9, the default) or adam")
     sp.add_argument("--batch", type=C.positive_int, default=128, help="batch size (default 128)")
     sp.add_argument("--target", type=float, default=None,
                     help="target test accuracy (default: digits 0.8, wine 0.9, cifar10 0.3)")
