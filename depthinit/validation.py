@@ -6,9 +6,9 @@ a scheme's draws, or by ``InitPlan.from_dict`` from a file) and again before it 
 in between). Every error is one ``ValueError`` line that names the row and the valid range.
 
 The range follows the random-number contract (:mod:`depthinit.rng`): parameters are rounded to fp32 and
-every value is computed in fp32, then rounded once to the output dtype. A normal draw is ``mean + std·z``
+every value is computed in fp32 (fp64 for fp64 targets), then rounded once to the output dtype. A normal draw is ``mean + std·z``
 with ``|z| <= Z_MAX`` (Box-Muller on uniforms no smaller than 2**-24), so ``|mean| + Z_MAX·std`` must not
-overflow fp32 nor the target dtype; uniform bounds, truncation bounds and constants must fit both as well.
+overflow the compute dtype nor the target dtype; uniform bounds, truncation bounds and constants must fit both as well.
 Orthogonal rows are a QR in fp64 scaled by the gain (entries of magnitude <= 1), so ``|gain|`` must fit the
 target dtype, and the parameter needs two or more dimensions (as ``torch.nn.init.orthogonal_``).
 """
@@ -50,12 +50,14 @@ def check_row(r: Any) -> None:
             raise ValueError(f"plan row {name!r}: orthogonal gain={r.std!r} does not give finite {dt} weights; "
                              f"valid: a finite gain with |gain| <= {lim:.4g}")
         return
-    lim = min(FP32_MAX, dtype_max(r.dtype))
+    # the fill computes in fp32, in fp64 for fp64 targets
+    cdt, cmax = ("fp64", dtype_max(r.dtype)) if dt == "float64" else ("fp32", FP32_MAX)
+    lim = min(cmax, dtype_max(r.dtype))
     for k in ("mean", "std", "low", "high"):
         v = getattr(r, k)
-        if v is not None and not (_real(v) and abs(v) <= FP32_MAX):
-            raise ValueError(f"plan row {name!r}: {k}={v!r} is not a finite fp32 number (the fill computes in "
-                             f"fp32); valid: |{k}| <= {FP32_MAX:.4g}")
+        if v is not None and not (_real(v) and abs(v) <= cmax):
+            raise ValueError(f"plan row {name!r}: {k}={v!r} is not a finite {cdt} number (the fill computes in "
+                             f"{cdt}); valid: |{k}| <= {cmax:.4g}")
     if not r.std >= 0:
         raise ValueError(f"plan row {name!r}: std={r.std!r} must be >= 0")
     if dist == "constant":
@@ -74,9 +76,9 @@ def check_row(r: Any) -> None:
         if max(abs(lo), abs(hi)) > lim:
             raise ValueError(f"plan row {name!r}: {dist} bounds [{lo:g}, {hi:g}] overflow {dt}; valid: bounds "
                              f"within ±{lim:.4g}")
-        if dist == "uniform" and hi - lo > FP32_MAX:
-            raise ValueError(f"plan row {name!r}: uniform width {hi - lo:g} overflows fp32; valid: high - low <= "
-                             f"{FP32_MAX:.4g}")
+        if dist == "uniform" and hi - lo > cmax:
+            raise ValueError(f"plan row {name!r}: uniform width {hi - lo:g} overflows {cdt}; valid: high - low <= "
+                             f"{cmax:.4g}")
         if dist == "trunc_normal" and not (r.std > 0 and lo < hi):
             raise ValueError(f"plan row {name!r}: trunc_normal needs std > 0 and low < high, got std={r.std:g}, "
                              f"[{lo:g}, {hi:g}]")

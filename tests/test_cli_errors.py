@@ -166,6 +166,15 @@ def test_non_finite_weights_are_refused_with_the_valid_range(scheme, options, dt
     assert torch.equal(m.weight, before)  # refused before anything was written
 
 
+def test_fp64_targets_take_fp64_ranges():
+    # fp64 parameters are filled in fp64 (the random-number contract), so values beyond fp32 are valid there
+    m = nn.Linear(64, 64).double()
+    di.init_(m, "normal", std=1e39, seed=0)
+    assert torch.isfinite(m.weight).all() and 5e38 < float(m.weight.std()) < 2e39
+    with pytest.raises(ValueError, match=r"overflows float64 .* std <= 3.117e\+307"):
+        di.init_(m, "normal", std=1e308, seed=0)  # draws reach 5.77·std
+
+
 def test_edited_rows_are_checked_before_the_fill():
     m = nn.Linear(4, 4)
     p = di.plan(m, "he")
