@@ -110,8 +110,13 @@ def find_bench_dir(explicit: str | None = None) -> str:
         f"--bench-dir PATH/TO/depthinit/bench (or set {ENV_DIR})")
 
 
+# bench/gpu_check.py runs the CUDA tests and the gpu_* benchmarks itself: a suite, not one benchmark
+NOT_BENCHMARKS = ("gpu_check.py",)
+
+
 def _is_bench(filename: str) -> bool:
-    return filename.endswith(".py") and (filename.startswith(("bench_", "gpu_")) or filename in ADAPTERS)
+    return (filename.endswith(".py") and filename not in NOT_BENCHMARKS
+            and (filename.startswith(("bench_", "gpu_")) or filename in ADAPTERS))
 
 
 def discover(bench_dir: str) -> list[str]:

@@ -140,3 +140,13 @@ def test_real_quick_run_prints_the_ratio_table(tmp_path, capsys):
     ov = rows["VarianceMonitor step overhead vs no monitoring"]
     assert ov["unit"] == "%" and isinstance(ov["value"], float) and ov["met"] in (True, False)
     assert rows["monitor overhead / wandb.watch-like overhead"]["value"] is not None
+
+
+def test_the_gpu_check_suite_is_not_discovered_as_a_benchmark():
+    # bench/gpu_check.py runs the CUDA tests and the gpu_* benchmarks itself; `depthinit bench` on a GPU would
+    # otherwise run the whole check again as one "benchmark"
+    repo_bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    if not os.path.isfile(os.path.join(repo_bench, "gpu_check.py")):
+        pytest.skip("the repository's bench/ folder is not there")
+    found = B.discover(repo_bench)
+    assert "gpu_check.py" not in found and "gpu_init.py" in found and "bench_init_cpu.py" in found
