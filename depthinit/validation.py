@@ -6,9 +6,10 @@ a scheme's draws, or by ``InitPlan.from_dict`` from a file) and again before it 
 in between). Every error is one ``ValueError`` line that names the row and the valid range.
 
 The range follows the random-number contract (:mod:`depthinit.rng`): parameters are rounded to fp32 and
-every value is computed in fp32 (fp64 for fp64 targets), then rounded once to the output dtype. A normal draw is ``mean + std·z``
-with ``|z| <= Z_MAX`` (Box-Muller on uniforms no smaller than 2**-24), so ``|mean| + Z_MAX·std`` must not
-overflow the compute dtype nor the target dtype; uniform bounds, truncation bounds and constants must fit both as well.
+every value is computed in fp32 (fp64 parameters and arithmetic for fp64 targets), then rounded once to the
+output dtype. A normal draw is ``mean + std·z`` with ``|z| <= Z_MAX`` (Box-Muller on uniforms no smaller
+than 2**-24), so ``|mean| + Z_MAX·std`` must overflow neither the compute dtype nor the target dtype;
+uniform bounds, truncation bounds and constants must fit both as well.
 Orthogonal rows are a QR in fp64 scaled by the gain (entries of magnitude <= 1), so ``|gain|`` must fit the
 target dtype, and the parameter needs two or more dimensions (as ``torch.nn.init.orthogonal_``).
 """
