@@ -38,13 +38,24 @@ BufferInit = Callable[[str, nn.Module], None]
 _BUFFER_METHODS = ("reset_running_stats", "_init_self_buffers", "reset_parameters", "init_weights")
 
 
-def _candidates(model: nn.Module, mod: nn.Module, params_only: bool) -> list[tuple[str, Callable[[], None]]]:
+_HF_CHAIN = "_init_weights of the module and its containers"
+
+
+def _candidates(model: nn.Module, name: str, mod: nn.Module,
+                params_only: bool) -> list[tuple[str, Callable[[], None]]]:
     """The ways to re-create a module's buffers (and, with ``params_only``, its undefined parameters): its
     own methods (torchtitan's ``_init_self_buffers`` included), then the model's HF ``_init_weights(module)``
-    (rotary ``inv_freq``, BERT's ``position_ids``)."""
-    names = ("reset_parameters",) if params_only else _BUFFER_METHODS
-    out = [(m, getattr(mod, m)) for m in names if callable(getattr(mod, m, None))]
+    (rotary ``inv_freq``, BERT's ``position_ids``). For parameters of an HF model its own ``_init_weights``
+    comes first, applied to the module and then to each container up the tree, as HF's init reaches them
+    (Whisper's frozen sinusoidal ``embed_positions`` is written by the encoder's branch, not the embedding's)."""
     root = getattr(model, "_init_weights", None)
+    out: list[tuple[str, Callable[[], None]]] = []
+    if callable(root) and mod is not model:
+        parts = name.split(".")
+        chain = [model.get_submodule(".".join(parts[:i])) for i in range(len(parts), 0, -1)]
+        out.append((_HF_CHAIN, lambda: [root(m) for m in chain]))
+    names = ("reset_parameters",) if params_only else _BUFFER_METHODS
+    out += [(m, getattr(mod, m)) for m in names if callable(getattr(mod, m, None))]
     if callable(root) and not params_only and mod is not model:
         out.append(("_init_weights", lambda: root(mod)))
     return out
@@ -147,7 +158,7 @@ def _rebuilders(model: nn.Module, p: InitPlan, callback: BufferInit | None) -> d
         if callback is not None and meta_bufs and not need_params:
             continue  # checked after it runs
         done = False
-        for label, fn in _candidates(model, mod, bool(need_params)):
+        for label, fn in _candidates(model, name, mod, bool(need_params)):
             b0, p0 = _snapshot(mod, meta_bufs, "buffer"), _snapshot(mod, need_params, "param")
             try:
                 with torch.no_grad():
@@ -215,7 +226,7 @@ def _rebuild(model: nn.Module, methods: dict[str, tuple[str, list[str]]], meta_b
             if name in methods:
                 label, params = methods[name]
                 b0, p0 = _snapshot(mod, bufs, "buffer"), _snapshot(mod, params, "param")
-                dict(_candidates(model, mod, False))[label]()
+                dict(_candidates(model, name, mod, False))[label]()
                 wrote = _written(mod, b0, "buffer") | _written(mod, p0, "param")
                 missing += [f"{name}.{x}" if name else x for x in bufs + params if x not in wrote]
             elif callback is not None and bufs:

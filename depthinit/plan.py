@@ -475,7 +475,12 @@ def plan(
         kw = dict(opts)
         if "stack" in sch.options and not options.get("stack"):
             kw["stack"] = "encoder" if "encoder" in lc.stack else ("decoder" if sch.name == "t_fixup" else "")
-        d = S.keep(lc.derived) if lc.derived else sch.fn(info, **kw)
+        if lc.derived:
+            d = S.keep(lc.derived)
+        elif not p.requires_grad:  # never trained: a fill would stay forever (sinusoidal tables, LoRA bases)
+            d = S.keep("frozen (requires_grad=False): left as it is; unfreeze it before planning to fill it")
+        else:
+            d = sch.fn(info, **kw)
         note = d.note
         if n in pads and d.distribution != "keep":
             note = "; ".join(x for x in (note, f"padding row {pads[n]} kept zero") if x)

@@ -155,6 +155,30 @@ def test_hf_mixtral_expert_banks():
     assert g["model.layers.1.mlp.experts.down_proj"].std == pytest.approx(0.02 / math.sqrt(4))
 
 
+def test_hf_whisper_frozen_sinusoidal_positions_are_kept():
+    # Whisper's encoder positions are a frozen (requires_grad=False) sinusoid table that training never
+    # changes: a fill would destroy it for good. init_ keeps it; materialize from meta rebuilds it through
+    # HF's own _init_weights (the encoder's branch), not through nn.Embedding.reset_parameters' N(0, 1).
+    T = _hf()
+    cfg = T.WhisperConfig(vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+                          d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                          decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                          max_source_positions=16, max_target_positions=16, num_mel_bins=8)
+    torch.manual_seed(0)
+    m = T.WhisperForConditionalGeneration(cfg)
+    name = "model.encoder.embed_positions.weight"
+    table = m.get_parameter(name).detach().clone()
+    assert not m.get_parameter(name).requires_grad and table[1].abs().max() > 0.5
+    p = di.plan(m, "normal", std=0.02)
+    assert p[name].distribution == "keep" and "frozen" in p[name].note
+    p.apply()
+    assert torch.equal(m.get_parameter(name), table)
+    with torch.device("meta"):
+        mm = T.WhisperForConditionalGeneration(cfg)
+    di.materialize(mm, device="cpu", scheme="normal", seed=0)
+    assert torch.allclose(mm.get_parameter(name), table)
+
+
 def test_hf_vit_normal_scheme_and_token_embeddings():
     T = _hf()
     torch.manual_seed(0)
