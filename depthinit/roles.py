@@ -167,8 +167,22 @@ def fans_of(module: nn.Module, leaf: str, param: torch.Tensor, role: str) -> tup
         rf = math.prod(shape[2:])
         return shape[0] // module.groups * rf, shape[1] * rf
     if is_expert_bank(module, leaf, param):
-        return shape[2], shape[1]
+        return _bank_fans(module, shape, role)
     return compute_fans(shape)
+
+
+_HIDDEN_ATTRS = ("hidden_size", "hidden_dim", "d_model", "n_embd", "dim")
+
+
+def _bank_fans(module: nn.Module, shape: tuple[int, ...], role: str) -> tuple[int, int]:
+    """Fans of one expert of a bank ``[E, a, b]``: ``[E, out, in]`` (HF Mixtral, torchtitan) unless the
+    module's hidden size says the bank is stored ``[E, in, out]`` (HF GPT-OSS, ``x @ W[e]``): the hidden
+    size is the input of the up / gate projections and the output of the down projection."""
+    _, a, b = shape
+    h = next((v for v in (getattr(module, k, None) for k in _HIDDEN_ATTRS) if isinstance(v, int)), None)
+    hidden_out = role in RESIDUAL_OUT
+    in_out = (a == h != b) if not hidden_out else (b == h != a)
+    return (a, b) if in_out else (b, a)
 
 
 @dataclass

@@ -23,6 +23,7 @@ module types and names (``DEPTHINIT_TRACE_DEBUG=1`` raises the reason instead).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -342,6 +343,10 @@ def trace(model: nn.Module, example: Any = None) -> Structure | None:
                     ((meta_in if isinstance(meta_in, tuple) else (meta_in,)), {}))
     was_training = model.training
     model.eval()
+    # fake-tensor errors are expected here (the plan falls back); torch would log each one at ERROR level
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_log.level
+    fake_log.setLevel(logging.DEBUG if _DEBUG else logging.CRITICAL)
     try:
         with torch.no_grad(), fake, rec:
             out = functional_call(model, {**subs, **bufs}, args, dict(kwargs), tie_weights=True, strict=False)
@@ -351,6 +356,7 @@ def trace(model: nn.Module, example: Any = None) -> Structure | None:
         del e
         return None
     finally:
+        fake_log.setLevel(level)
         model.train(was_training)
     if rec.failed:
         return None

@@ -155,6 +155,23 @@ def test_hf_mixtral_expert_banks():
     assert g["model.layers.1.mlp.experts.down_proj"].std == pytest.approx(0.02 / math.sqrt(4))
 
 
+def test_hf_gpt_oss_expert_banks_stored_in_out():
+    # GPT-OSS stores its banks [E, in, out] (x @ W[e]), the transpose of Mixtral's; its routing is data
+    # dependent, so the plan comes from module types: the bank's hidden size decides the orientation
+    T = _hf()
+    torch.manual_seed(0)
+    m = T.GptOssForCausalLM(T.GptOssConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=48,
+                                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, vocab_size=128,
+                                           num_local_experts=4, num_experts_per_tok=2,
+                                           layer_types=["full_attention"] * 2))
+    he = di.plan(m, "he")
+    up, down = he["model.layers.0.mlp.experts.gate_up_proj"], he["model.layers.0.mlp.experts.down_proj"]
+    assert (up.shape, up.fan_in, up.fan_out) == ((4, 32, 96), 32, 96)
+    assert (down.shape, down.fan_in, down.fan_out) == ((4, 48, 32), 48, 32)
+    assert up.std == pytest.approx(math.sqrt(2 / 32)) and down.std == pytest.approx(math.sqrt(2 / 48))
+    assert di.plan(m, "gpt2")["model.layers.1.mlp.experts.down_proj"].std == pytest.approx(0.02 / math.sqrt(4))
+
+
 def test_hf_whisper_frozen_sinusoidal_positions_are_kept():
     # Whisper's encoder positions are a frozen (requires_grad=False) sinusoid table that training never
     # changes: a fill would destroy it for good. init_ keeps it; materialize from meta rebuilds it through
