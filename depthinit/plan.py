@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import math
@@ -481,6 +483,9 @@ def plan(
             d = S.keep("frozen (requires_grad=False): left as it is; unfreeze it before planning to fill it")
         else:
             d = sch.fn(info, **kw)
+            if lc.offset and lc.role == "norm" and d.distribution == "constant":  # gain = offset + w
+                d = dataclasses.replace(d, mean=d.mean - lc.offset, note="; ".join(
+                    x for x in (d.note, f"gain used as {lc.offset:g} + w: w = {d.mean - lc.offset:g}") if x))
         note = d.note
         if n in pads and d.distribution != "keep":
             note = "; ".join(x for x in (note, f"padding row {pads[n]} kept zero") if x)

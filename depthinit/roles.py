@@ -195,6 +195,7 @@ class Located:
     fan_in: int | None = None
     fan_out: int | None = None
     derived: str = ""  # set after the fill from another parameter (a weight-norm magnitude): why
+    offset: float = 0.0  # a norm gain used as ``offset + p`` (Gemma's ``1 + w``): the plan subtracts it
 
 
 def param_owners(model: nn.Module) -> dict[str, tuple[str, str, nn.Module]]:
@@ -310,6 +311,8 @@ def _merge_traced(out: dict[str, Located], structure: Any, owners: dict, params:
         if role != loc.role and loc.role in ("bias", "norm") and role not in ("bias", "norm"):
             role = loc.role  # module types know biases and norms for sure
         loc.role = role
+        if role == "norm" and t.uses == {"add"} and t.offset:
+            loc.offset = t.offset  # the gain is offset + w
         if role == "embedding" and t.fan_in is None:  # a table added to activations (ViT's position_embeddings)
             loc.fan_in, loc.fan_out = (p.shape[-1], p.numel() // max(p.shape[-1], 1)) if p.dim() >= 2 else (None, None)
         if not has_stacks and "contraction" in t.uses:

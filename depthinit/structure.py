@@ -51,6 +51,7 @@ class Traced:
     branch: int | None = None  # 1-based index of the residual branch it lies on (execution order)
     order: int | None = None  # 1-based execution order among the weight ops
     residual_scale: bool = False
+    offset: float | None = None  # used as ``offset + p`` (zero-centred norm gains: Gemma's ``x̂·(1 + w)``)
 
 
 @dataclass
@@ -191,8 +192,10 @@ class _Recorder(TorchDispatchMode):
                     self._act(outs[0])
                     self.scales.append((p[0], self.uid[id(outs[0])]))
         elif func in _ADDS or func in (aten.cat.default, aten.sub.Tensor):
-            for _, p in params:
+            for a, p in params:
                 self._rec(p[0]).uses.add("add")
+                if func in _ADDS and a is args[0] and len(args) > 1 and isinstance(args[1], (int, float)):
+                    self._rec(p[0]).offset = float(args[1])
             if func in _ADDS and len(acts) == 2 and not params:
                 self._residual(acts[0], acts[1], outs[0])
                 return

@@ -172,6 +172,26 @@ def test_hf_gpt_oss_expert_banks_stored_in_out():
     assert di.plan(m, "gpt2")["model.layers.1.mlp.experts.down_proj"].std == pytest.approx(0.02 / math.sqrt(4))
 
 
+def test_hf_gemma_zero_centred_norm_gains():
+    # Gemma's RMSNorm computes x̂·(1 + w) and HF initializes w to 0: the traced forward sees the offset, so
+    # "norm gains one" means w = 0 here (w = 1 would double every norm's output)
+    T = _hf()
+    cfg = T.GemmaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=8, vocab_size=128)
+    torch.manual_seed(0)
+    m = T.GemmaForCausalLM(cfg)
+    own = {n: t.detach().clone() for n, t in m.named_parameters() if "norm" in n}
+    assert own and all(torch.all(t == 0) for t in own.values())  # HF's own init
+    p = di.plan(m, "gpt2")
+    assert all(p[n].role == "norm" and p[n].distribution == "constant" and p[n].mean == 0 for n in own)
+    p.apply()
+    assert all(torch.equal(m.get_parameter(n), t) for n, t in own.items())
+    with torch.device("meta"):
+        mm = T.GemmaForCausalLM(cfg)
+    di.materialize(mm, device="cpu", scheme="he", seed=0)
+    assert all(torch.all(mm.get_parameter(n) == 0) for n in own)
+
+
 def test_hf_whisper_frozen_sinusoidal_positions_are_kept():
     # Whisper's encoder positions are a frozen (requires_grad=False) sinusoid table that training never
     # changes: a fill would destroy it for good. init_ keeps it; materialize from meta rebuilds it through
