@@ -39,6 +39,8 @@ in a fixed order, so two runs give bitwise equal results. Backends:
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -234,7 +236,7 @@ def _readable(tensors: Sequence[Tensor]) -> list[Tensor]:
 def _cpu_stats(tensors: Sequence[Tensor]) -> Tensor:
     """``[n, N_FIELDS]`` for CPU tensors: the C kernel in one call, else the exact fp64 torch path."""
     if cpu_kernel.library() is not None:
-        return cpu_kernel.cpu_stats(tensors)
+        return cpu_kernel.cpu_stats(tensors, on_cpu=True)
     tensors = _readable(tensors)
     parts, owners = _exact_parts([_flat(t) for t in tensors], range(len(tensors)))
     if not parts:  # nothing but empty tensors
@@ -295,6 +297,21 @@ def _check(name: str, t: Tensor) -> None:
         )
 
 
+_DEVICE, _DTYPE, _LAYOUT = (operator.attrgetter(a) for a in ("device", "dtype", "layout"))
+_IS_META = operator.attrgetter("is_meta")
+_SUPPORTED = frozenset(SUPPORTED_DTYPES)
+
+
+def _all_valid(tensors: Sequence) -> bool:
+    """What :func:`_check` checks, for all tensors at once (C-level maps); False: find the culprit with it."""
+    return (
+        all(map(isinstance, tensors, itertools.repeat(Tensor)))
+        and set(map(_DTYPE, tensors)) <= _SUPPORTED
+        and set(map(_LAYOUT, tensors)) <= {torch.strided}
+        and not any(map(_IS_META, tensors))
+    )
+
+
 def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
     """Names and tensors of a module (parameters or their gradients), a list, or a dict."""
     if isinstance(x, nn.Module):
@@ -324,7 +341,7 @@ def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
         return [str(k) for k in x.keys()], list(x.values())
     if isinstance(x, Iterable):
         tensors = list(x)
-        return [str(i) for i in range(len(tensors))], tensors
+        return list(map(str, range(len(tensors)))), tensors
     raise TypeError(f"layer_stats: expected an nn.Module, a list or a dict of tensors, got {type(x).__name__}")
 
 
@@ -527,9 +544,9 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
     """``[n, N_FIELDS]`` fp64 statistics of plain (local) tensors of one device; see :func:`layer_stats`."""
     if not tensors:
         return torch.zeros((0, N_FIELDS), dtype=torch.float64)
+    devices = set(map(_DEVICE, tensors))
     device = tensors[0].device
-    if any(t.device != device for t in tensors):
-        devices = {t.device for t in tensors}
+    if len(devices) > 1:
         raise ValueError(
             f"layer_stats: tensors on several devices {sorted(map(str, devices))}; measure each device "
             "separately and join the results with LayerStats.cat"
@@ -579,10 +596,11 @@ def layer_stats(
     """
     names, tensors = _collect(x, grads)
     dtensor = _dtensor_cls()
-    is_dt = [dtensor is not None and isinstance(t, dtensor) for t in tensors]
-    locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)]
-    for name, t in zip(names, locals_):
-        _check(name, t)
+    is_dt = [dtensor is not None and isinstance(t, dtensor) for t in tensors] if dtensor is not None else [False]
+    locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)] if any(is_dt) else tensors
+    if not _all_valid(locals_):
+        for name, t in zip(names, locals_):
+            _check(name, t)
     data = tensor_stats(locals_, backend)
     if any(is_dt):
         contrib = [_contributes(t) if d else True for t, d in zip(tensors, is_dt)]

@@ -204,3 +204,29 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch, caplog):
         monkeypatch.undo()
         K.library.cache_clear()
     assert isinstance(K.library(), ctypes.CDLL)  # back to the kernel
+
+
+def _contiguous_mix():
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(64, generator=g)
+    return [torch.randn(5, 7, generator=g), torch.empty(0), base[3:20], torch.randn(9, generator=g).half(),
+            torch.randn(4, 4, generator=g).bfloat16(), torch.randn(33, generator=g).double(), base[40:41],
+            torch.empty(0, 3).double()]  # fmt: skip
+
+
+def test_vectorized_table_equals_the_per_tensor_table():
+    """The table of an all-contiguous list (built with one map per attribute) is the per-tensor table."""
+    tensors = _contiguous_mix()
+    fast = K._table(tensors, [])
+    assert np.array_equal(fast, K._table_each(tensors, []))
+    assert fast[1].tolist() == [0, 0, 0, 0, 0] and fast[2][0] == tensors[2].data_ptr()
+    check(tensors)
+
+
+def test_vectorized_table_refuses_a_freed_storage_among_many():
+    tensors = [torch.randn(16) for _ in range(40)]
+    victim = tensors[0].new_empty(64)[8:24]
+    victim.untyped_storage().resize_(32)  # 8 floats left: the view [8, 24) lies outside
+    tensors.insert(23, victim)
+    with pytest.raises(ValueError, match="outside its storage"):
+        K.cpu_stats(tensors)
