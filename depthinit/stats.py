@@ -39,6 +39,7 @@ in a fixed order, so two runs give bitwise equal results. Backends:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from collections import OrderedDict
@@ -233,6 +234,13 @@ def _readable(tensors: Sequence[Tensor]) -> list[Tensor]:
     return [t.resolve_neg() if t.is_neg() else t for t in tensors]
 
 
+def _cached_cpu_table(tensors: Sequence[Tensor], backend: str):
+    """The C kernel's table of a list of CPU tensors measured recently (:func:`cpu_kernel.cached_table`)."""
+    if backend not in ("auto", "torch") or not tensors or cpu_kernel.library() is None:
+        return None
+    return cpu_kernel.cached_table(tensors)
+
+
 def _cpu_stats(tensors: Sequence[Tensor]) -> Tensor:
     """``[n, N_FIELDS]`` for CPU tensors: the C kernel in one call, else the exact fp64 torch path."""
     if cpu_kernel.library() is not None:
@@ -341,8 +349,13 @@ def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
         return [str(k) for k in x.keys()], list(x.values())
     if isinstance(x, Iterable):
         tensors = list(x)
-        return list(map(str, range(len(tensors)))), tensors
+        return _index_names(len(tensors)), tensors
     raise TypeError(f"layer_stats: expected an nn.Module, a list or a dict of tensors, got {type(x).__name__}")
+
+
+@functools.lru_cache(maxsize=8)
+def _index_names(n: int) -> tuple[str, ...]:
+    return tuple(map(str, range(n)))
 
 
 def _dtensor_cls():
@@ -544,6 +557,9 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
     """``[n, N_FIELDS]`` fp64 statistics of plain (local) tensors of one device; see :func:`layer_stats`."""
     if not tensors:
         return torch.zeros((0, N_FIELDS), dtype=torch.float64)
+    table = _cached_cpu_table(tensors, backend)
+    if table is not None:
+        return cpu_kernel.run(table)
     devices = set(map(_DEVICE, tensors))
     device = tensors[0].device
     if len(devices) > 1:
@@ -598,6 +614,9 @@ def layer_stats(
     dtensor = _dtensor_cls()
     is_dt = [dtensor is not None and isinstance(t, dtensor) for t in tensors] if dtensor is not None else [False]
     locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)] if any(is_dt) else tensors
+    table = _cached_cpu_table(locals_, backend)
+    if table is not None:  # the same CPU tensors as a recent call, still as they were: checked then
+        return LayerStats(cpu_kernel.run(table), names)
     if not _all_valid(locals_):
         for name, t in zip(names, locals_):
             _check(name, t)
