@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -75,12 +76,20 @@ def padding_rows(model: nn.Module) -> dict[str, int]:
     return out
 
 
-def finish(model: nn.Module) -> None:
-    """After a fill: zero the padding rows, set weight-norm magnitudes from their directions."""
+def finishes(mod: nn.Module) -> bool:
+    """Whether :func:`finish` may have work on ``mod`` (a cheap test on its own dicts, no attribute lookups)."""
+    return isinstance(mod, nn.Embedding) or bool(mod._forward_pre_hooks) or "parametrizations" in mod._modules
+
+
+def finish(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> None:
+    """After a fill: zero the padding rows, set weight-norm magnitudes from their directions.
+
+    ``modules``: the modules of ``model`` to look at (default all; a caller that walked the model already
+    passes those for which :func:`finishes` holds)."""
     from .distributed import is_dtensor
 
     with torch.no_grad():
-        for mod in model.modules():
+        for mod in model.modules() if modules is None else modules:
             if isinstance(mod, nn.Embedding) and mod.padding_idx is not None and mod.weight is not None:
                 if is_dtensor(mod.weight):
                     from torch.distributed.tensor import distribute_tensor

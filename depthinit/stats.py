@@ -39,6 +39,9 @@ in a fixed order, so two runs give bitwise equal results. Backends:
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -231,10 +234,17 @@ def _readable(tensors: Sequence[Tensor]) -> list[Tensor]:
     return [t.resolve_neg() if t.is_neg() else t for t in tensors]
 
 
+def _cached_cpu_table(tensors: Sequence[Tensor], backend: str):
+    """The C kernel's table of a list of CPU tensors measured recently (:func:`cpu_kernel.cached_table`)."""
+    if backend not in ("auto", "torch") or not tensors or cpu_kernel.library() is None:
+        return None
+    return cpu_kernel.cached_table(tensors)
+
+
 def _cpu_stats(tensors: Sequence[Tensor]) -> Tensor:
     """``[n, N_FIELDS]`` for CPU tensors: the C kernel in one call, else the exact fp64 torch path."""
     if cpu_kernel.library() is not None:
-        return cpu_kernel.cpu_stats(tensors)
+        return cpu_kernel.cpu_stats(tensors, on_cpu=True)
     tensors = _readable(tensors)
     parts, owners = _exact_parts([_flat(t) for t in tensors], range(len(tensors)))
     if not parts:  # nothing but empty tensors
@@ -295,6 +305,21 @@ def _check(name: str, t: Tensor) -> None:
         )
 
 
+_DEVICE, _DTYPE, _LAYOUT = (operator.attrgetter(a) for a in ("device", "dtype", "layout"))
+_IS_META = operator.attrgetter("is_meta")
+_SUPPORTED = frozenset(SUPPORTED_DTYPES)
+
+
+def _all_valid(tensors: Sequence) -> bool:
+    """What :func:`_check` checks, for all tensors at once (C-level maps); False: find the culprit with it."""
+    return (
+        all(map(isinstance, tensors, itertools.repeat(Tensor)))
+        and set(map(_DTYPE, tensors)) <= _SUPPORTED
+        and set(map(_LAYOUT, tensors)) <= {torch.strided}
+        and not any(map(_IS_META, tensors))
+    )
+
+
 def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
     """Names and tensors of a module (parameters or their gradients), a list, or a dict."""
     if isinstance(x, nn.Module):
@@ -324,8 +349,13 @@ def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
         return [str(k) for k in x.keys()], list(x.values())
     if isinstance(x, Iterable):
         tensors = list(x)
-        return [str(i) for i in range(len(tensors))], tensors
+        return _index_names(len(tensors)), tensors
     raise TypeError(f"layer_stats: expected an nn.Module, a list or a dict of tensors, got {type(x).__name__}")
+
+
+@functools.lru_cache(maxsize=8)
+def _index_names(n: int) -> tuple[str, ...]:
+    return tuple(map(str, range(n)))
 
 
 def _dtensor_cls():
@@ -527,9 +557,12 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
     """``[n, N_FIELDS]`` fp64 statistics of plain (local) tensors of one device; see :func:`layer_stats`."""
     if not tensors:
         return torch.zeros((0, N_FIELDS), dtype=torch.float64)
+    table = _cached_cpu_table(tensors, backend)
+    if table is not None:
+        return cpu_kernel.run(table)
+    devices = set(map(_DEVICE, tensors))
     device = tensors[0].device
-    if any(t.device != device for t in tensors):
-        devices = {t.device for t in tensors}
+    if len(devices) > 1:
         raise ValueError(
             f"layer_stats: tensors on several devices {sorted(map(str, devices))}; measure each device "
             "separately and join the results with LayerStats.cat"
@@ -579,10 +612,14 @@ def layer_stats(
     """
     names, tensors = _collect(x, grads)
     dtensor = _dtensor_cls()
-    is_dt = [dtensor is not None and isinstance(t, dtensor) for t in tensors]
-    locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)]
-    for name, t in zip(names, locals_):
-        _check(name, t)
+    is_dt = [dtensor is not None and isinstance(t, dtensor) for t in tensors] if dtensor is not None else [False]
+    locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)] if any(is_dt) else tensors
+    table = _cached_cpu_table(locals_, backend)
+    if table is not None:  # the same CPU tensors as a recent call, still as they were: checked then
+        return LayerStats(cpu_kernel.run(table), names)
+    if not _all_valid(locals_):
+        for name, t in zip(names, locals_):
+            _check(name, t)
     data = tensor_stats(locals_, backend)
     if any(is_dt):
         contrib = [_contributes(t) if d else True for t, d in zip(tensors, is_dt)]

@@ -16,13 +16,16 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import operator
 import os
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, UntypedStorage
 
 from . import native
 from ._tables import STAT_FIELDS
@@ -114,19 +117,39 @@ def check_storage(t: Tensor, contiguous: bool | None = None) -> None:
         )
 
 
-def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes.CDLL | None = None) -> Tensor:
-    """``[n, 9]`` fp64 statistics of CPU tensors (fp32 / fp16 / bf16 / fp64, any strides) in one call.
+_DTYPE = operator.attrgetter("dtype")
+_ITEMSIZE = np.array([4, 2, 2, 8], dtype=np.int64)  # bytes per element of each DTYPE_CODES code
 
-    ``threads``: default ``torch.get_num_threads()`` (the result does not depend on it). ``lib``: a
-    library from :func:`load` (default :func:`library`). Views the table cannot describe are copied.
-    """
-    lib = lib or library()
-    if lib is None:
-        raise RuntimeError("the CPU statistics kernel is not available (see the log)")
-    keep, table = [], []
+
+def _table(tensors: Sequence[Tensor], keep: list) -> np.ndarray:
+    """The kernel's ``int64 [n, 5]`` table. Contiguous tensors are described with one C-level ``map`` per
+    attribute (~0.1 us a tensor each) and NumPy; other views one by one (:func:`describe`)."""
+    T = Tensor
+    n = len(tensors)
+    codes = list(map(DTYPE_CODES.get, map(_DTYPE, tensors)))
+    if None in codes or not all(map(T.is_contiguous, tensors)) or any(map(T.is_neg, tensors)):
+        return _table_each(tensors, keep)
+    numel = np.fromiter(map(T.numel, tensors), dtype=np.int64, count=n)
+    ptr = np.fromiter(map(T.data_ptr, tensors), dtype=np.int64, count=n)
+    code = np.array(codes, dtype=np.int64)
+    offset = np.fromiter(map(T.storage_offset, tensors), dtype=np.int64, count=n)
+    nbytes = np.fromiter(map(UntypedStorage.nbytes, map(T.untyped_storage, tensors)), dtype=np.int64, count=n)
+    outside = np.flatnonzero((numel > 0) & ((offset + numel) * _ITEMSIZE[code] > nbytes))
+    if outside.size:
+        check_storage(tensors[int(outside[0])], True)  # raises the message
+    table = np.empty((n, 5), dtype=np.int64)
+    full = numel > 0  # an empty tensor is (0, code, 0, 0, 0)
+    table[:, 0] = np.where(full, ptr, 0)
+    table[:, 1] = code
+    table[:, 2] = full
+    table[:, 3] = numel
+    table[:, 4] = numel
+    return table
+
+
+def _table_each(tensors: Sequence[Tensor], keep: list) -> np.ndarray:
+    table = []
     for t in tensors:
-        if not t.is_cpu:
-            raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {t.device}")
         if t.is_neg():  # a negative-bit view (x.conj().imag, torch._neg_view): read its values, not its memory
             t = t.resolve_neg()
             keep.append(t)  # alive until the call returns
@@ -143,11 +166,124 @@ def cpu_stats(tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes
                 d = describe(t)
                 keep.append(t)  # alive until the call returns
         table += d
+    return np.fromiter(table, dtype=np.int64, count=len(table)).reshape(-1, 5)
+
+
+def cpu_stats(
+    tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes.CDLL | None = None, *, on_cpu: bool = False
+) -> Tensor:
+    """``[n, 9]`` fp64 statistics of CPU tensors (fp32 / fp16 / bf16 / fp64, any strides) in one call.
+
+    ``threads``: default ``torch.get_num_threads()`` (the result does not depend on it). ``lib``: a
+    library from :func:`load` (default :func:`library`). Views the table cannot describe are copied.
+    ``on_cpu``: the caller checked already that every tensor is on the CPU.
+    """
+    lib = lib or library()
+    if lib is None:
+        raise RuntimeError("the CPU statistics kernel is not available (see the log)")
+    if not on_cpu and not all(map(_IS_CPU, tensors)):
+        device = next(t.device for t in tensors if not t.is_cpu)
+        raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {device}")
+    keep: list = []
     n = len(tensors)
-    desc = np.fromiter(table, dtype=np.int64, count=len(table))
+    desc = cached_table(tensors)
+    if desc is None:
+        desc = _table(tensors, keep) if n else np.zeros((0, 5), dtype=np.int64)
+        if not keep:  # a table of the caller's own tensors (no temporaries): reusable for the same list
+            _remember(tensors, desc)
+    return run(desc, threads, lib)
+
+
+def run(table: np.ndarray, threads: int | None = None, lib: ctypes.CDLL | None = None) -> Tensor:
+    """``[n, 9]`` statistics of the tensors a table describes (from :func:`cached_table`; the caller holds them)."""
+    lib = lib or library()
+    n = table.shape[0]
     out = torch.empty((n, N_FIELDS), dtype=torch.float64)
     if n:
         threads = torch.get_num_threads() if threads is None else threads
-        if lib.depthinit_stats(n, desc.ctypes.data, out.data_ptr(), int(threads)) != 0:
+        if lib.depthinit_stats(n, table.ctypes.data, out.data_ptr(), int(threads)) != 0:
             raise MemoryError("depthinit.stats: the CPU kernel could not allocate its chunk table")
     return out
+
+
+_IS_CPU = operator.attrgetter("is_cpu")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tables of lists measured again (a monitor's parameters, a benchmark's list): reused while they still hold
+# ----------------------------------------------------------------------------------------------------------
+
+_VERSION, _SHAPE = operator.attrgetter("_version"), operator.attrgetter("shape")
+_MAX_TABLES = 4
+_TABLES: dict = {}  # ids of the tensors -> _Entry; an entry is dropped as soon as one of its tensors dies
+_SEEN: dict = {}  # ids of lists measured once (a list is cached when it comes back: fresh activations never do)
+
+
+@dataclass
+class _Entry:
+    table: np.ndarray
+    refs: list  # weak references: the cache keeps no tensor alive
+    ptr: np.ndarray  # data pointers, bytes, storage bytes and versions of the tensors when the table was built
+    nbytes: np.ndarray
+    storage: np.ndarray
+    versions: list
+    layout: tuple | None = None  # shapes and strides, read when a version changed
+
+
+def _state(tensors: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(tensors)
+    T = Tensor
+    storage = map(UntypedStorage.nbytes, map(T.untyped_storage, tensors))
+    return (np.fromiter(map(T.data_ptr, tensors), dtype=np.int64, count=n),
+            np.fromiter(map(T.nbytes.__get__, tensors), dtype=np.int64, count=n),
+            np.fromiter(storage, dtype=np.int64, count=n))  # fmt: skip
+
+
+def _layout(tensors: Sequence[Tensor]) -> tuple[list, list]:
+    return list(map(_SHAPE, tensors)), list(map(Tensor.stride, tensors))
+
+
+def cached_table(tensors: Sequence[Tensor]) -> np.ndarray | None:
+    """The table built for this same list of tensors before, if it still describes them: the same tensor
+    objects (alive: weak references), each with the same data pointer, byte count and storage size, and the
+    same shape and strides where an in-place operation ran since (its version changed). Else None."""
+    if not tensors:
+        return None
+    key = tuple(map(id, tensors))
+    entry = _TABLES.get(key)
+    if entry is None:
+        return None
+    ptr, nbytes, storage = _state(tensors)
+    if not (np.array_equal(ptr, entry.ptr) and np.array_equal(nbytes, entry.nbytes)
+            and np.array_equal(storage, entry.storage)):  # fmt: skip
+        del _TABLES[key]
+        return None
+    versions = list(map(_VERSION, tensors))
+    if versions != entry.versions:  # values written in place (a step), or an in-place view op (t_, as_strided_)
+        layout = _layout(tensors)
+        if layout != entry.layout:
+            del _TABLES[key]
+            return None
+        entry.versions = versions
+    return entry.table
+
+
+def _remember(tensors: Sequence[Tensor], table: np.ndarray) -> None:
+    if not tensors:
+        return
+    key = tuple(map(id, tensors))
+    if _SEEN.pop(key, None) is None:
+        _SEEN[key] = True
+        while len(_SEEN) > 2 * _MAX_TABLES:
+            del _SEEN[next(iter(_SEEN))]
+        return
+
+    def drop(_ref, key=key):  # a tensor of the list died: its id may be reused, the entry must go
+        _TABLES.pop(key, None)
+
+    ptr, nbytes, storage = _state(tensors)
+    entry = _Entry(table, [weakref.ref(t, drop) for t in tensors], ptr, nbytes, storage,
+                   list(map(_VERSION, tensors)), _layout(tensors))  # fmt: skip
+    _TABLES[key] = entry
+    while len(_TABLES) > _MAX_TABLES:
+        del _TABLES[next(iter(_TABLES))]

@@ -204,3 +204,121 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch, caplog):
         monkeypatch.undo()
         K.library.cache_clear()
     assert isinstance(K.library(), ctypes.CDLL)  # back to the kernel
+
+
+def _contiguous_mix():
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(64, generator=g)
+    return [torch.randn(5, 7, generator=g), torch.empty(0), base[3:20], torch.randn(9, generator=g).half(),
+            torch.randn(4, 4, generator=g).bfloat16(), torch.randn(33, generator=g).double(), base[40:41],
+            torch.empty(0, 3).double()]  # fmt: skip
+
+
+def test_vectorized_table_equals_the_per_tensor_table():
+    """The table of an all-contiguous list (built with one map per attribute) is the per-tensor table."""
+    tensors = _contiguous_mix()
+    fast = K._table(tensors, [])
+    assert np.array_equal(fast, K._table_each(tensors, []))
+    assert fast[1].tolist() == [0, 0, 0, 0, 0] and fast[2][0] == tensors[2].data_ptr()
+    check(tensors)
+
+
+def test_vectorized_table_refuses_a_freed_storage_among_many():
+    tensors = [torch.randn(16) for _ in range(40)]
+    victim = tensors[0].new_empty(64)[8:24]
+    victim.untyped_storage().resize_(32)  # 8 floats left: the view [8, 24) lies outside
+    tensors.insert(23, victim)
+    with pytest.raises(ValueError, match="outside its storage"):
+        K.cpu_stats(tensors)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the table cache of lists measured again
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _measure_twice(tensors):
+    """Measure a list until its table is cached (the second call caches it, the third uses it)."""
+    from depthinit.stats import layer_stats
+
+    for _ in range(3):
+        layer_stats(tensors)
+    assert K.cached_table(tensors) is not None
+
+
+def _fresh(tensors):
+    from depthinit.stats import layer_stats
+
+    return layer_stats([t.clone() for t in tensors]).data  # new tensors: measured without any cached table
+
+
+def _cached(tensors):
+    from depthinit.stats import layer_stats
+
+    return layer_stats(tensors).data
+
+
+def _write_in_place(ts):
+    ts[1].mul_(3).add_(1)
+
+
+def _reallocate(ts):
+    ts[2].data = torch.randn(50, 3)
+
+
+def _narrow_same_pointer(ts):
+    ts[0].data = ts[0].data[:5]
+
+
+def _strided_in_place(ts):  # same pointer and element count, another set of elements
+    ts[3].as_strided_((16, 16), (32, 1))
+
+
+def _transpose_in_place(ts):
+    ts[3].t_()
+
+
+@pytest.mark.parametrize(
+    "change", [_write_in_place, _reallocate, _narrow_same_pointer, _strided_in_place, _transpose_in_place],
+    ids=lambda f: f.__name__,
+)  # fmt: skip
+def test_cached_table_follows_changes_of_the_tensors(change):
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(64, 16, generator=g)
+    tensors = [torch.randn(10, 7, generator=g), torch.randn(300, generator=g).half(), torch.randn(40, 3, generator=g),
+               base[:16], torch.randn(5, generator=g).double()]  # fmt: skip
+    _measure_twice(tensors)
+    assert torch.equal(_cached(tensors), _fresh(tensors))
+    change(tensors)
+    assert torch.equal(_cached(tensors), _fresh(tensors))
+
+
+def test_cached_table_refuses_freed_storage():
+    tensors = [torch.randn(100) for _ in range(5)]
+    _measure_twice(tensors)
+    tensors[2].untyped_storage().resize_(0)
+    with pytest.raises(ValueError, match="outside its storage"):
+        _cached(tensors)
+
+
+def test_cached_table_keeps_no_tensor_alive():
+    import gc
+    import weakref
+
+    tensors = [torch.randn(100) for _ in range(5)]
+    _measure_twice(tensors)
+    probe = weakref.ref(tensors[4])
+    key = tuple(map(id, tensors))
+    assert key in K._TABLES
+    del tensors[4]
+    gc.collect()
+    assert probe() is None and key not in K._TABLES  # the entry went with the tensor (its id may be reused)
+
+
+def test_fresh_lists_are_not_cached():
+    from depthinit.stats import layer_stats
+
+    K._TABLES.clear()
+    for _ in range(5):  # activations: new tensors every step
+        layer_stats([torch.randn(10) for _ in range(3)])
+    assert len(K._TABLES) <= 1  # ids of freed tensors may come back once; never a table per call
