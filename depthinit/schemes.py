@@ -558,7 +558,8 @@ def torchtitan_depth(p: ParamInfo, *, depth_init: bool = True, std: float = 0.02
         return Draw("trunc_normal", 0.0, s, -3 * s, 3 * s)
     last = [_SHAPE_SUFFIX.sub("", x) for x in p.name.split(".")[-2:]]
     router = ".router." in f".{p.name}"  # torchtitan's MoE router gate (DeepSeek-V3): depth-scaled too
-    if p.role in ("attn_out", "mlp_out") or (p.role == "mlp_in" and "w3" in last) or router:
+    up = any(x in ("w3", "up_proj") for x in last)  # the SwiGLU up projection: torchtitan's w3, HF's up_proj
+    if p.role in ("attn_out", "mlp_out") or (p.role == "mlp_in" and up) or router:
         depth = p.layer if (depth_init and p.layer) else (p.n_layers or 1)
         return fixed(std / math.sqrt(2.0 * depth), "trunc_normal")
     return fixed(std, "trunc_normal")

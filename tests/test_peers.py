@@ -140,6 +140,19 @@ def test_hf_bert_normal_scheme():
     compare("HF BERT", m, di.plan(m, "normal", std=0.02))
 
 
+def test_hf_llama_torchtitan_depth_scales_up_proj_as_w3():
+    # HF's up_proj is torchtitan's w3 (w2(silu(w1 x) * w3 x)): depth_init scales it with wo and w2
+    T = _hf()
+    m = T.LlamaForCausalLM(T.LlamaConfig(num_hidden_layers=4, hidden_size=64, intermediate_size=128,
+                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=128))
+    p = di.plan(m, "torchtitan_depth")
+    for i in range(4):
+        want = 0.02 / math.sqrt(2 * (i + 1))
+        for leaf in ("mlp.up_proj", "mlp.down_proj", "self_attn.o_proj"):
+            assert p[f"model.layers.{i}.{leaf}.weight"].std == pytest.approx(want)
+        assert p[f"model.layers.{i}.mlp.gate_proj.weight"].std == pytest.approx(0.02)
+
+
 def test_hf_mixtral_expert_banks():
     T = _hf()
     torch.manual_seed(0)
