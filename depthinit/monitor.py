@@ -497,8 +497,12 @@ class VarianceMonitor:
                 return None
             lay = fused_layout(self.model, mname, mod, self._out_features(mod, w))
             if lay.sizes is None or lay.names != ("q", "k", "v"):
+                # qkv_modules splits into contiguous ranges: right for an unknown contiguous layout, wrong
+                # for one interleaved per head or KV group (each range would mix q, k and v)
+                hint = ("its q/k/v rows are interleaved, so no contiguous split exists" if lay.kind == "kv_groups"
+                        else "give its sizes in qkv_modules if its q, k and v are contiguous ranges")
                 warnings.warn(f"VarianceMonitor: {lay.warning or f'{mname}: {lay.kind} layout'}; not split into "
-                              "q/k/v (give its sizes in qkv_modules)", stacklevel=3)
+                              f"q/k/v ({hint})", stacklevel=3)
                 return None
             return lay.sizes  # type: ignore[return-value]
         if w is None:

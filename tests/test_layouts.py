@@ -91,7 +91,7 @@ def test_monitor_interleaved_wqkv_warns_instead_of_wrong_thirds():
     m = Attn("wqkv", d=32, n_heads=4, n_kv_heads=2, head_dim=8)  # 64 outputs: thirds would not even divide
     m2 = Attn("wqkv", d=48, n_heads=4, n_kv_heads=4, head_dim=12)  # 144 = 3 x 48: thirds would look plausible
     for model in (m, m2):
-        with pytest.warns(UserWarning, match="wqkv: kv_groups layout"):
+        with pytest.warns(UserWarning, match="wqkv: kv_groups layout.*interleaved, so no contiguous split"):
             mon = di.VarianceMonitor(model, every=1, grads=False, activations=False, update=None)
         assert [r.name for r in mon.rows if r.kind == "weight"] == ["wqkv", "wqkv.bias"]
 
