@@ -63,6 +63,9 @@ CASES = [
     (["stats", "--device", "tpu"], 2, "--device 'tpu' is not a device"),
     # outputs: a file where a folder must be created, or given as the folder itself
     (["probe", "--plot", "{tmp}/file/dir/p.png"], 2, "--plot {tmp}/file/dir/p.png: cannot create the folder"),
+    (["probe", "--plot", "/proc/p.png"], 2, "--plot /proc/p.png: cannot write in the folder /proc"),
+    (["probe", "--plot", "{tmp}/p.unknownext"], 2, "--plot {tmp}/p.unknownext: unknown file type 'unknownext'"),
+    (["probe", "--plot", ""], 2, "--plot needs a file name"),
     (["probe", "--json", "{tmp}/file/dir/x.json"], 2, "--json {tmp}/file/dir/x.json: cannot create the folder"),
     (["probe", "--json", "{tmp}"], 2, "--json {tmp} is a folder"),
     (["demo", "--out", "{tmp}/file"], 2, "--out {tmp}/file is a file, not a folder"),

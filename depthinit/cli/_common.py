@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import check_installed
@@ -105,12 +107,27 @@ def _mkdir(folder: str, flag: str, path: str) -> None:
         raise UsageError(f"{flag} {path}: cannot create the folder {folder}: {e.strerror}") from None
     if not os.access(folder, os.W_OK):
         raise UsageError(f"{flag} {path}: the folder {folder} is not writable")
+    try:  # os.access says yes to root everywhere; a real file says whether the folder takes one
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {path}: cannot write in the folder {folder}: {e.strerror}") from None
 
 
-def output_file(path: str, flag: str) -> str:
-    """Check an output file before the work: not a folder; its parent folders are created now."""
+# what matplotlib's savefig writes
+FIGURE_SUFFIXES = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "webp", "tif", "tiff", "eps", "ps", "pgf")
+
+
+def output_file(path: str, flag: str, suffixes: Sequence[str] = ()) -> str:
+    """Check an output file before the work: a name, not a folder, one of ``suffixes`` (when given), in a
+    folder that takes files; its parent folders are created now."""
+    if not path:
+        raise UsageError(f"{flag} needs a file name")
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a folder: give a file name inside it")
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if suffixes and ext not in suffixes:
+        raise UsageError(f"{flag} {path}: unknown file type {ext or '(none)'!r}; use one of {', '.join(suffixes)}")
     _mkdir(os.path.dirname(os.path.abspath(path)), flag, path)
     return path
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ._common import MATPLOTLIB, UsageError, output_file, positive_int, require, seed
+from ._common import FIGURE_SUFFIXES, MATPLOTLIB, UsageError, output_file, positive_int, require, seed
 from .plan import add_model_arg
 
 NAME = "probe"
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     schemes = None if args.schemes is None else parse_schemes(args.schemes)
     for name, opts in schemes or []:
         S.check_options(S.get_scheme(name), opts)
-    if args.plot:
+    if args.plot is not None:
         require(MATPLOTLIB, "probe --plot", "plots")
-        output_file(args.plot, "--plot")
-    if args.json:
+        output_file(args.plot, "--plot", FIGURE_SUFFIXES)
+    if args.json is not None:
         output_file(args.json, "--json")
     model = build(args.model)
     x = example_input(model, args.batch, args.seed)
