@@ -223,6 +223,13 @@ class InitPlan:
         if not isinstance(rows_in, list):
             raise ValueError("plan 'rows' must be a list")
         rows = [_row_from_dict(i, r) for i, r in enumerate(rows_in)]
+        seen: set[str] = set()
+        for r in rows:
+            for n in (r.name, *r.tied):
+                if n in seen:
+                    raise ValueError(f"plan rows: parameter {n!r} appears twice; each parameter has one row "
+                                     "(tied parameters are listed under one row's 'tied')")
+                seen.add(n)
         seed = d.get("seed")
         _check_seed(seed)
         scheme = d.get("scheme", "")

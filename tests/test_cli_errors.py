@@ -54,6 +54,7 @@ def files(tmp_path_factory):
     plan_file("ortho_0d", lambda d: d["rows"][1].update(distribution="orthogonal", shape=[], std=1.0))
     plan_file("mean_1e300", lambda d: d["rows"][0].update(mean=1e300))
     plan_file("huge_L", lambda d: [r.update(n_layers=10**12) for r in d["rows"]])
+    plan_file("twice", lambda d: d["rows"].append(copy.deepcopy(d["rows"][0])))
     return tmp
 
 
@@ -66,6 +67,7 @@ CASES = [
     (["probe", "--plot", "/proc/p.png"], 2, "--plot /proc/p.png: cannot write in the folder /proc"),
     (["probe", "--plot", "{tmp}/p.unknownext"], 2, "--plot {tmp}/p.unknownext: unknown file type 'unknownext'"),
     (["probe", "--plot", ""], 2, "--plot needs a file name"),
+    (["plot", "{tmp}/run.jsonl", "--dpi", "100000"], 2, "argument --dpi: must be 10 to 1200, got 100000"),
     (["probe", "--json", "{tmp}/file/dir/x.json"], 2, "--json {tmp}/file/dir/x.json: cannot create the folder"),
     (["probe", "--json", "{tmp}"], 2, "--json {tmp} is a folder"),
     (["demo", "--out", "{tmp}/file"], 2, "--out {tmp}/file is a file, not a folder"),
@@ -84,6 +86,7 @@ CASES = [
     (["plan", "--load", "{tmp}/alpha_null.json"], 2, "plan constant 'alpha'=None must be a finite number"),
     (["plan", "--load", "{tmp}/constants_x.json"], 2, "plan 'constants' must be an object"),
     (["plan", "--load", "{tmp}/ortho_0d.json"], 2, "plan row '0.bias': orthogonal needs a parameter of 2 or more"),
+    (["plan", "--load", "{tmp}/twice.json"], 2, "plan rows: parameter '0.weight' appears twice"),
     (["plan", "--load", "{tmp}/mean_1e300.json"], 2, "plan row '0.weight': mean=1e+300 is not a finite fp32"),
     (["plan", "--load", "{tmp}/huge_L.json"], 0, "InitPlan: scheme=depth_aware"),  # closed forms: no O(L) loop
     (["plan", "--load", "{tmp}/missing.json"], 2, "cannot read {tmp}/missing.json"),

@@ -7,6 +7,16 @@ from collections.abc import Callable
 
 from ._common import MATPLOTLIB, UsageError, input_file, output_dir, positive_int, require
 
+DPI_RANGE = (10, 1200)  # beyond 1200 a figure is hundreds of megapixels: out of memory, not sharper
+
+
+def dpi(text: str) -> int:
+    v = positive_int(text)
+    if not DPI_RANGE[0] <= v <= DPI_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be {DPI_RANGE[0]} to {DPI_RANGE[1]}, got {v}")
+    return v
+
+
 NAME = "plot"
 HELP = "draw the monitor figures of a JSONL log (heatmaps, profiles, Q/K/V)"
 
@@ -19,7 +29,7 @@ def setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     sp.add_argument("--steps", default=None, help="monitored steps of the profile figure, comma separated "
                                                   "(default: 4 steps from the first to the last)")
     sp.add_argument("--format", default="png", choices=("png", "pdf", "svg"), help="image format (default png)")
-    sp.add_argument("--dpi", type=positive_int, default=120, help="resolution of png figures (default 120)")
+    sp.add_argument("--dpi", type=dpi, default=120, help="resolution of png figures, 10 to 1200 (default 120)")
     return run
 
 
