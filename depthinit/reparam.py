@@ -67,18 +67,21 @@ def _parametrized_shape(mod: nn.Module, tname: str) -> tuple[int, ...] | None:
         return tuple(getattr(mod, tname).shape)
 
 
+_PADDED = (nn.Embedding, nn.EmbeddingBag)  # the tables whose padding row torch keeps at zero
+
+
 def padding_rows(model: nn.Module) -> dict[str, int]:
     """``weight name -> padding index`` of every embedding with a ``padding_idx``."""
     out = {}
     for mpath, mod in model.named_modules():
-        if isinstance(mod, nn.Embedding) and mod.padding_idx is not None and mod.weight is not None:
+        if isinstance(mod, _PADDED) and mod.padding_idx is not None and mod.weight is not None:
             out[f"{mpath}.weight" if mpath else "weight"] = int(mod.padding_idx)
     return out
 
 
 def finishes(mod: nn.Module) -> bool:
     """Whether :func:`finish` may have work on ``mod`` (a cheap test on its own dicts, no attribute lookups)."""
-    return isinstance(mod, nn.Embedding) or bool(mod._forward_pre_hooks) or "parametrizations" in mod._modules
+    return isinstance(mod, _PADDED) or bool(mod._forward_pre_hooks) or "parametrizations" in mod._modules
 
 
 def finish(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> None:
@@ -90,7 +93,7 @@ def finish(model: nn.Module, modules: Iterable[nn.Module] | None = None) -> None
 
     with torch.no_grad():
         for mod in model.modules() if modules is None else modules:
-            if isinstance(mod, nn.Embedding) and mod.padding_idx is not None and mod.weight is not None:
+            if isinstance(mod, _PADDED) and mod.padding_idx is not None and mod.weight is not None:
                 if is_dtensor(mod.weight):
                     from torch.distributed.tensor import distribute_tensor
 

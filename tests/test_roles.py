@@ -161,8 +161,9 @@ def test_weight_norm_initialized_through_the_parametrization():
     assert eff.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.03)
 
 
-def test_padding_row_stays_zero():
-    m = nn.Sequential(nn.Embedding(100, 32, padding_idx=7), nn.Linear(32, 4))
+@pytest.mark.parametrize("table", [nn.Embedding, nn.EmbeddingBag])
+def test_padding_row_stays_zero(table):
+    m = nn.Sequential(table(100, 32, padding_idx=7), nn.Linear(32, 4))
     p = di.init_(m, "olmo_mitchell")
     assert torch.all(m[0].weight[7] == 0) and m[0].weight[6].abs().sum() > 0
     assert "padding row 7" in rows(p)["0.weight"].note
