@@ -94,6 +94,11 @@ def materialize(
     if not params or not all(p.is_meta for p in params):
         raise ValueError("materialize() takes a model whose parameters are all on the meta device "
                          "(build it under `with torch.device('meta'):`); use plan(...).apply() for a real model")
+    tie = getattr(model, "tie_weights", None)
+    if callable(tie) and hasattr(model, "config"):
+        # an HF model re-ties what its config ties: accelerate's init_empty_weights() re-registers every
+        # parameter and so unties lm_head from the embedding before we see the model
+        tie()
     p = init_plan if init_plan is not None else plan(model, scheme, seed=seed, **options)
     check_memory(p, device)
     meta_bufs = _meta_buffers(model)

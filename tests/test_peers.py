@@ -205,6 +205,25 @@ def test_hf_gemma_zero_centred_norm_gains():
     assert all(torch.all(mm.get_parameter(n) == 0) for n in own)
 
 
+@pytest.mark.parametrize("family", ["gpt2", "bert", "t5"])
+def test_hf_init_empty_weights_materializes_with_ties(family):
+    # accelerate's init_empty_weights() re-registers every parameter, which unties lm_head from the embedding;
+    # materialize re-ties what the model's config ties (HF's own tie_weights) before planning
+    T = _hf()
+    accelerate = pytest.importorskip("accelerate")
+    build = {"gpt2": lambda: T.GPT2LMHeadModel(T.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64,
+                                                             n_positions=16)),
+             "bert": lambda: T.BertForMaskedLM(T.BertConfig(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
+                                                             num_attention_heads=2, vocab_size=64)),
+             "t5": lambda: T.T5ForConditionalGeneration(T.T5Config(num_layers=1, d_model=32, d_ff=64, d_kv=8,
+                                                                   num_heads=2, vocab_size=64))}[family]
+    with accelerate.init_empty_weights():
+        m = build()
+    di.materialize(m, device="cpu", scheme="normal", seed=0)
+    out, inp = m.get_output_embeddings().weight, m.get_input_embeddings().weight
+    assert out is inp and out.device.type == "cpu" and torch.isfinite(out).all()
+
+
 def test_hf_whisper_frozen_sinusoidal_positions_are_kept():
     # Whisper's encoder positions are a frozen (requires_grad=False) sinusoid table that training never
     # changes: a fill would destroy it for good. init_ keeps it; materialize from meta rebuilds it through
