@@ -43,7 +43,7 @@ if ROOT not in sys.path:
 
 import depthinit as di  # noqa: E402
 from depthinit.fill import prepare_fill, warmup_cpu  # noqa: E402
-from depthinit.kernels._tables import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow  # noqa: E402
+from depthinit.kernels.contract import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow  # noqa: E402
 
 
 def rounds(fns: dict, reps: int) -> dict[str, list[float]]:

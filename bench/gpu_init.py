@@ -71,7 +71,7 @@ def make_model(shapes, dtype, device):
     """Tensors and the FillRows / torch.nn.init calls that draw the same distributions."""
     import torch
 
-    from depthinit.kernels._tables import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow
+    from depthinit.kernels.contract import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow
 
     tensors, rows, inits = [], [], []
     for i, s in enumerate(shapes):
@@ -120,7 +120,7 @@ def run(
     import torch
 
     from depthinit.fill import fill_tensors
-    from depthinit.kernels._tables import DIST_NORMAL, FillRow
+    from depthinit.kernels.contract import DIST_NORMAL, FillRow
     from depthinit.kernels.fill import prepare_fill
 
     warmup = 2

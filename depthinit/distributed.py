@@ -1,7 +1,7 @@
 """Sharded tensors: where a local shard lies in its full logical tensor.
 
 The random-number contract indexes elements by their row-major position in the **full** tensor, so a shard
-needs its geometry (:class:`~depthinit.kernels._tables.ShardGeometry`): the local tensor viewed as
+needs its geometry (:class:`~depthinit.kernels.contract.ShardGeometry`): the local tensor viewed as
 ``[outer, local_mid, inner]`` inside ``[outer, global_mid, inner]`` at ``offset`` along the middle dimension.
 For a ``DTensor`` it comes from the placements (``Shard(d)`` on one tensor dimension, from one or several mesh
 dimensions, even or uneven; ``Replicate``), through ``compute_local_shape_and_global_offset``.
@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from depthinit.kernels._tables import ShardGeometry
+from depthinit.kernels.contract import ShardGeometry
 
 __all__ = ["is_dtensor", "dtensor_class", "local_tensor", "local_geometry"]
 

@@ -1,7 +1,7 @@
 """Fill many tensors at once under the random-number contract (DESIGN.md), on any backend.
 
 ``fill_tensors(tensors, rows, seed)`` writes into each tensor the values that :func:`depthinit.rng.reference_values`
-defines for its :class:`~depthinit.kernels._tables.FillRow` (distribution, parameters, stream, shard geometry):
+defines for its :class:`~depthinit.kernels.contract.FillRow` (distribution, parameters, stream, shard geometry):
 
 * ``backend="auto"``: CUDA tensors go to the fused Triton kernel (:mod:`depthinit.kernels.fill`, one launch per
   device for fp32, fp16 and bf16), CPU tensors to the C kernel (:mod:`depthinit.kernels.cpu_fill`, one
@@ -30,7 +30,7 @@ import torch
 from depthinit import rng
 from depthinit.distributed import dtensor_class, is_dtensor, local_geometry, local_tensor
 from depthinit.kernels import cpu_fill
-from depthinit.kernels._tables import DIST_CONSTANT, FillRow
+from depthinit.kernels.contract import DIST_CONSTANT, FillRow
 
 __all__ = ["fill_tensors", "prepare_fill", "PreparedFill", "warmup_cpu", "BACKENDS", "EAGER_CHUNK"]
 
@@ -276,7 +276,7 @@ def fill_tensors(
 
     Args:
         tensors: floating-point tensors (fp32, fp16, bf16, fp64), plain or DTensor, any layout.
-        rows: one :class:`~depthinit.kernels._tables.FillRow` per tensor (distribution code, mean, std,
+        rows: one :class:`~depthinit.kernels.contract.FillRow` per tensor (distribution code, mean, std,
             low, high, stream; ``geometry`` for a plain tensor that is a shard of a larger one).
         seed: int in ``[0, 2**64)``.
         backend: ``"auto"`` (Triton on CUDA, the C kernel on CPU), ``"native"`` (the C kernel), ``"triton"`` (on

@@ -60,7 +60,7 @@ from torch.overrides import handle_torch_function as _handle_torch_function
 from torch.overrides import has_torch_function_variadic as _has_torch_function
 
 from . import schemes as _schemes
-from .kernels import _tables
+from .kernels import contract
 
 __all__ = [
     "calculate_gain",
@@ -120,8 +120,7 @@ def _contract_stream(generator: torch.Generator | None, seed: int, stream: _Stre
         raise ValueError(
             "pass either generator= (torch's stateful RNG) or seed= (depthinit's counter-based RNG), not both"
         )
-    if isinstance(seed, bool) or not isinstance(seed, _numbers.Integral) or not 0 <= int(seed) < 2**64:
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    contract.check_seed(seed)
     if isinstance(stream, str):
         from .rng import stream_id  # lazy: the non-seed path never needs depthinit's RNG
 
@@ -147,13 +146,13 @@ def _torch_checks(tensor: Tensor, uniform: tuple[float, float] | None = None, st
         probe.normal_(0.0, std)
 
 
-def _row(dist: str, stream: int, geometry: _tables.ShardGeometry | None = None, **params: float) -> _tables.FillRow:
+def _row(dist: str, stream: int, geometry: contract.ShardGeometry | None = None, **params: float) -> contract.FillRow:
     """The :class:`FillRow` of a distribution name (``normal``, ``uniform``, ``trunc_normal``, ``constant``)."""
     floats = {k: float(v) for k, v in params.items()}
-    return _tables.FillRow(_tables.DIST_CODES[dist], stream=stream, geometry=geometry, **floats)
+    return contract.FillRow(contract.DIST_CODES[dist], stream=stream, geometry=geometry, **floats)
 
 
-def _fill(tensor: Tensor, row: _tables.FillRow, seed: int) -> Tensor:
+def _fill(tensor: Tensor, row: contract.FillRow, seed: int) -> Tensor:
     """Fill ``tensor`` in place with the contract values of ``row`` (element index = row-major index)."""
     if tensor.is_meta or tensor.numel() == 0:
         return tensor
@@ -163,10 +162,6 @@ def _fill(tensor: Tensor, row: _tables.FillRow, seed: int) -> Tensor:
     with torch.no_grad():
         fill_tensors([tensor], [row], int(seed))  # any layout: fill_tensors stages non-contiguous targets
     return tensor
-
-
-def _norm_cdf(x: float) -> float:
-    return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
 
 
 def _correct_fan(tensor: Tensor, mode: str) -> int:
@@ -399,7 +394,7 @@ def trunc_normal_(
         )
     # torch's mass of [a, b] (std == 0: its ZeroDivisionError); at most 0.3, torch samples uniform_(a, b),
     # whose checks (a > b, non-finite bounds) are torch's errors here too. N(mean, std²) = N(mean, |std|²).
-    p = _norm_cdf((b - mean) / std) - _norm_cdf((a - mean) / std)
+    p = contract.norm_cdf((b - mean) / std) - contract.norm_cdf((a - mean) / std)
     if p <= 0.3:
         _torch_checks(tensor, uniform=(a, b))
     if a == b:  # torch fills the single admissible value
@@ -652,7 +647,7 @@ def sparse_(
     _torch_checks(tensor, std=std)
     _fill(tensor, _row("normal", sid, std=std), seed)
     keys = torch.empty((rows, cols), dtype=torch.float32, device=tensor.device)
-    _fill(keys, _row("uniform", sid, _tables.ShardGeometry.along((2, rows, cols), 0, 1, 1)), seed)
+    _fill(keys, _row("uniform", sid, contract.ShardGeometry.along((2, rows, cols), 0, 1, 1)), seed)
     zero_rows = torch.argsort(keys, dim=0, stable=True)[:num_zeros]  # same slicing as torch's row_indices
     with torch.no_grad():
         tensor.scatter_(0, zero_rows, 0.0)

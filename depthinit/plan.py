@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from . import schemes as S
+from .kernels.contract import check_seed
 from .reparam import finish, finishes, padding_rows
+from .report import align
 from .roles import SOURCES, locate
 from .structure import trace_structure
 from .validation import check_constants, check_plan, check_saved_options
@@ -162,16 +164,12 @@ class InitPlan:
                     r.note,
                 )
             )
-        widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
         out = [
             f"InitPlan: scheme={self.scheme} seed={self.seed} "
             + " ".join(f"{k}={v}" for k, v in self.options.items())
-            + f" | {len(self.rows)} tensors, {self.numel:,} elements"
+            + f" | {len(self.rows)} tensors, {self.numel:,} elements",
+            *align(lines),
         ]
-        for i, x in enumerate(lines):
-            out.append("  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip())
-            if i == 0:
-                out.append("  ".join("-" * w for w in widths))
         if self.constants:
             out.append("constants: " + ", ".join(f"{k}={v:.6g}" for k, v in self.constants.items()))
         for name, gain in self.predicted_gain().items():
@@ -231,7 +229,7 @@ class InitPlan:
                                      "(tied parameters are listed under one row's 'tied')")
                 seen.add(n)
         seed = d.get("seed")
-        _check_seed(seed)
+        check_seed(seed)
         scheme = d.get("scheme", "")
         if not isinstance(scheme, str):
             raise ValueError(f"plan 'scheme' must be a string, got {scheme!r}")
@@ -324,7 +322,7 @@ class InitPlan:
 
     def fill_rows(self) -> list:
         """The plan's rows as ``FillRow``s of the kernel contract (``keep`` rows excluded)."""
-        from .kernels._tables import DIST_CODES, FillRow
+        from .kernels.contract import DIST_CODES, FillRow
 
         check_plan(self.rows)  # rows may have been edited since the plan was built
         out = []
@@ -461,11 +459,6 @@ def _orthogonalize_(t: torch.Tensor, gain: float) -> None:
     t.copy_((q * gain).reshape(t.shape).to(t.dtype))
 
 
-def _check_seed(seed: Any) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
-
-
 _ROW_TYPES: dict[str, Callable[[Any], bool]] = {
     "name": lambda v: isinstance(v, str),
     "shape": lambda v: isinstance(v, list) and len(v) <= 64 and all(isinstance(s, int) and 0 <= s < 2**48 for s in v),
@@ -550,7 +543,7 @@ def plan(
         raise TypeError(f"plan() takes an nn.Module, got {type(model).__name__}")
     sch = S.get_scheme(scheme)
     opts = S.check_options(sch, options)
-    _check_seed(seed)
+    check_seed(seed)
     from .rng import stream_id
 
     named, tied = tied_parameters(model)

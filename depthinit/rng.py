@@ -25,7 +25,7 @@ Every value depends only on ``(seed, stream, global element index i)``:
 * constant: ``mean`` (rounded once to the output dtype).
 
 Then the affine step ``mean + std * z`` (uniform: ``low + (high - low) * u``) and a clamp to the target dtype's
-bounds (:func:`depthinit.kernels._tables.fill_params`): uniform values lie in ``[low, high)`` and truncated
+bounds (:func:`depthinit.kernels.contract.fill_params`): uniform values lie in ``[low, high)`` and truncated
 normal values in ``[low, high]`` *after* rounding to the output dtype, fp16 and bf16 included. For fp32, fp16 and
 bf16 outputs every step is fp32, one IEEE op at a time, in the order written (``a + b * c`` is a multiply, then an
 add), with parameters rounded to fp32, and the value is rounded once to the output dtype. fp64 outputs take
@@ -47,8 +47,8 @@ import hashlib
 
 import torch
 
-from depthinit.kernels import _tables
-from depthinit.kernels._tables import (
+from depthinit.kernels import contract
+from depthinit.kernels.contract import (
     DIST_CONSTANT,
     DIST_NORMAL,
     DIST_UNIFORM,
@@ -174,10 +174,7 @@ def stream_id(name: str) -> int:
 
 def seed_key(seed: int) -> tuple[int, int]:
     """Philox key ``(seed & 0xFFFFFFFF, seed >> 32)`` of a seed in ``[0, 2**64)``."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int in [0, 2**64), got {type(seed).__name__} {seed!r}")
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed}")
+    seed = contract.check_seed(seed)
     return seed & MASK32, seed >> 32
 
 
@@ -214,7 +211,7 @@ def _box_muller(wa: torch.Tensor, wb: torch.Tensor) -> tuple[torch.Tensor, torch
 
 def trunc_normal_cdf(mean: float, std: float, low: float, high: float) -> tuple[float, float]:
     """``(Phi((low - mean) / std), Phi((high - mean) / std))`` in fp64 (``math.erfc``)."""
-    cdf_lo, sf_hi, _ = _tables.trunc_normal_masses(mean, std, low, high)
+    cdf_lo, sf_hi, _ = contract.trunc_normal_masses(mean, std, low, high)
     return cdf_lo, 1.0 - sf_hi
 
 
@@ -242,11 +239,11 @@ def ppnd7(s: torch.Tensor) -> torch.Tensor:
 
 
 def fill_params(row: FillRow, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> dict:
-    """The kernels' parameters of a row for an output dtype (:func:`depthinit.kernels._tables.fill_params`), as
+    """The kernels' parameters of a row for an output dtype (:func:`depthinit.kernels.contract.fill_params`), as
     0-d tensors: fp64 for fp64 outputs, fp32 otherwise."""
-    values = _tables.fill_params(row.dist, row.mean, row.std, row.low, row.high, dtype)
+    values = contract.fill_params(row.dist, row.mean, row.std, row.low, row.high, dtype)
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    return {k: torch.tensor(v, dtype=work, device=device) for k, v in zip(_tables.FILL_PARAMS, values)}
+    return {k: torch.tensor(v, dtype=work, device=device) for k, v in zip(contract.FILL_PARAMS, values)}
 
 
 def _standard(dist: int, w: tuple, p: dict) -> list[torch.Tensor]:
@@ -280,7 +277,7 @@ def _affine(dist: int, v: torch.Tensor, p: dict, dtype: torch.dtype) -> torch.Te
 
 
 def _check_dtype(dtype: torch.dtype) -> None:
-    if dtype not in _tables.FILL_DTYPES:
+    if dtype not in contract.FILL_DTYPES:
         raise TypeError(f"fill writes floating-point tensors (fp32, fp16, bf16, fp64), got {dtype}")
 
 

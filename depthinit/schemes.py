@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .kernels.contract import norm_cdf, norm_pdf
+
 DISTRIBUTIONS = ("normal", "uniform", "trunc_normal")
 ROLES = (
     "embedding",
@@ -197,9 +199,8 @@ def keep(note: str) -> Draw:
 
 def _trunc_std_factor(t: float) -> float:
     """Standard deviation of a standard normal truncated to [-t, t]."""
-    phi = math.exp(-t * t / 2) / math.sqrt(2 * math.pi)
-    mass = math.erf(t / math.sqrt(2))
-    return math.sqrt(1 - 2 * t * phi / mass)
+    mass = norm_cdf(t) - norm_cdf(-t)
+    return math.sqrt(1 - 2 * t * norm_pdf(t) / mass)
 
 
 def draw(std: float, distribution: str = "normal", mean: float = 0.0, truncate: float = 2.0) -> Draw:

@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from .alerts import AlertEvent
 from .errors import check_installed, require
+from .kernels.contract import norm_cdf
 
 CSV_COLUMNS = ("step", "kind", "name", "layer", "qkv", "head", "count", "mean", "var", "std", "rms", "l2", "min",
                "max", "absmax", "nonfinite", "zeros", "update_ratio", "norm_change_ratio", "delta_l2")
@@ -218,10 +219,6 @@ def scalar_tags(record: dict[str, Any], stats: Iterable[str]) -> list[tuple[str,
     return [(f"{kind}/{s}/{name}", float(record[s])) for s in stats if record.get(s) is not None]
 
 
-def _norm_cdf(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
-
-
 def moment_histogram(count: float, mean: float, std: float, lo: float, hi: float,
                      bins: int = 32) -> tuple[list[float], list[float]]:
     """``(bucket_right_edges, bucket_counts)`` of a normal ``N(mean, std²)`` binned on ``[lo, hi]``.
@@ -238,7 +235,7 @@ def moment_histogram(count: float, mean: float, std: float, lo: float, hi: float
     width = (hi - lo) / bins
     edges = [lo + width * i for i in range(bins + 1)]
     edges[-1] = hi
-    cdf = [_norm_cdf((e - mean) / std) for e in edges]
+    cdf = [norm_cdf((e - mean) / std) for e in edges]
     cdf[0], cdf[-1] = 0.0, 1.0
     mass = [max(b - a, 0.0) for a, b in zip(cdf, cdf[1:])]
     total = sum(mass)

@@ -49,10 +49,20 @@ import torch
 from torch import Tensor, nn
 
 from depthinit.kernels import cpu_stats as cpu_kernel
-from depthinit.kernels._tables import STAT_FIELDS as FIELDS
+from depthinit.kernels.contract import (  # noqa: F401  (the field indices are part of this module's API)
+    ABSMAX,
+    COUNT,
+    M2,
+    MAX,
+    MEAN,
+    MIN,
+    N_FIELDS,
+    NONFINITE,
+    SUMSQ,
+    ZEROS,
+)
+from depthinit.kernels.contract import STAT_FIELDS as FIELDS
 
-COUNT, MEAN, M2, SUMSQ, MIN, MAX, ABSMAX, NONFINITE, ZEROS = range(len(FIELDS))
-N_FIELDS = len(FIELDS)
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 BACKENDS = ("auto", "triton", "torch", "reference")
 

@@ -2,7 +2,7 @@
 
 Shaped like the Triton launch (:mod:`depthinit.kernels.fill`): the host builds, once, a table with one row per
 tensor, ``int64 [T, 8]`` (pointer, dtype code, distribution, stream, outer, run, global stride, start: the
-shard geometry) and ``fp64 [T, 10]`` (:data:`~depthinit.kernels._tables.FILL_PARAMS`), and every call with a
+shard geometry) and ``fp64 [T, 10]`` (:data:`~depthinit.kernels.contract.FILL_PARAMS`), and every call with a
 seed is one C call that computes only the elements that exist. Values depend only on (seed, stream, global
 index), never on grouping, sizes, thread count or sharding; the torch reference is :mod:`depthinit.rng`.
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import native
-from ._tables import FILL_PARAMS, FillRow, ShardGeometry, fill_params
+from .contract import DTYPE_CODES, FILL_PARAMS, FillRow, ShardGeometry, fill_params
 from .native import compile_flags
 
 __all__ = ["CpuFill", "prepare", "prepare_described", "library", "build", "load", "DTYPE_CODES", "standard_values"]
@@ -31,7 +31,6 @@ __all__ = ["CpuFill", "prepare", "prepare_described", "library", "build", "load"
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_fill.c")
-DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
 NI, NF = 8, len(FILL_PARAMS)
 
 

@@ -28,14 +28,12 @@ import torch
 from torch import Tensor, UntypedStorage
 
 from . import native
-from ._tables import STAT_FIELDS
+from .contract import DTYPE_CODES, N_FIELDS
 from .native import cache_dir, compile_flags  # noqa: F401  (re-exported: one build mechanism for all C kernels)
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_stats.c")
-DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
-N_FIELDS = len(STAT_FIELDS)
 CHUNK = 4096  # elements per chunk, as in cpu_stats.c
 
 

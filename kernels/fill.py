@@ -24,11 +24,12 @@ interpreter, torch's libm in the reference), by a few ulp.
 
 Tables of one launch, built once on the host by :func:`prepare_fill` and cached by the caller (:class:`FillLaunch`):
 
-* pointer table: int64 ``data_ptr`` per tensor (``_tables.pointer_table``);
-* ``iparams`` int64 ``[T, 10]``: dist, dtype code, stream, outer, run, global stride, start, slots, fast;
-* ``fparams`` fp32 ``[T, 10]``: ``_tables.FILL_PARAMS`` (mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo,
-  clamp_hi), from :func:`depthinit.kernels._tables.fill_params` for the tensor's dtype;
-* chunk table (``_tables.chunk_table``): program ``p`` fills block ``block[p]`` of tensor ``tensor[p]``.
+* pointer table: int64 ``data_ptr`` per tensor (``contract.pointer_table``);
+* ``iparams`` int64 ``[T, 10]``: ``contract.FILL_INTS`` (dist, dtype code, stream, outer, run, global stride, start,
+  slots, fast);
+* ``fparams`` fp32 ``[T, 10]``: ``contract.FILL_PARAMS`` (mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo,
+  clamp_hi), from :func:`depthinit.kernels.contract.fill_params` for the tensor's dtype;
+* chunk table (``contract.chunk_table``): program ``p`` fills block ``block[p]`` of tensor ``tensor[p]``.
 
 A program computes Philox once for each of ``BLOCK`` counters and writes the ``[BLOCK, 4]`` tile of elements they
 produce (all four words used). A tensor is the union of ``outer`` runs of ``run`` contiguous elements of the full
@@ -60,29 +61,53 @@ import torch
 import triton
 import triton.language as tl
 
-from ._tables import (
+from .contract import (
     DIST_CODES,
     DIST_CONSTANT,
     DIST_NORMAL,
     DIST_TRUNC_NORMAL,
     DIST_UNIFORM,
+    FILL_INTS,
     FILL_PARAMS,
     AotSpec,
     FillRow,
     ShardGeometry,
     cdiv,
+    check_seed,
+    check_stream,
     chunk_table,
     fill_params,
     pointer_table,
 )
+from .contract import DTYPE_CODES as _CONTRACT_DTYPES
 
 __all__ = ["FillLaunch", "prepare_fill", "DTYPE_CODES", "aot_specs"]
 
-# Output dtype codes (iparams column 1).
-DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+# Output dtype codes (iparams column "dtype"): the contract's, without fp64 (the C fill writes fp64).
+DTYPE_CODES = {d: c for d, c in _CONTRACT_DTYPES.items() if d != torch.float64}
 
-NI: tl.constexpr = tl.constexpr(10)  # int64 columns of iparams
+# Row strides and named columns of the two parameter tables (contract.FILL_INTS / contract.FILL_PARAMS), as
+# compile-time constants of the kernel.
+NI: tl.constexpr = tl.constexpr(len(FILL_INTS))  # int64 columns of iparams
 NF: tl.constexpr = tl.constexpr(len(FILL_PARAMS))  # fp32 columns of fparams
+I_DIST: tl.constexpr = tl.constexpr(FILL_INTS.index("dist"))
+I_DTYPE: tl.constexpr = tl.constexpr(FILL_INTS.index("dtype"))
+I_STREAM: tl.constexpr = tl.constexpr(FILL_INTS.index("stream"))
+I_OUTER: tl.constexpr = tl.constexpr(FILL_INTS.index("outer"))
+I_RUN: tl.constexpr = tl.constexpr(FILL_INTS.index("run"))
+I_GSTRIDE: tl.constexpr = tl.constexpr(FILL_INTS.index("gstride"))
+I_START: tl.constexpr = tl.constexpr(FILL_INTS.index("start"))
+I_SLOTS: tl.constexpr = tl.constexpr(FILL_INTS.index("slots"))
+I_FAST: tl.constexpr = tl.constexpr(FILL_INTS.index("fast"))
+F_MEAN: tl.constexpr = tl.constexpr(FILL_PARAMS.index("mean"))
+F_STD: tl.constexpr = tl.constexpr(FILL_PARAMS.index("std"))
+F_LOW: tl.constexpr = tl.constexpr(FILL_PARAMS.index("low"))
+F_HIGH: tl.constexpr = tl.constexpr(FILL_PARAMS.index("high"))
+F_CDF_LO: tl.constexpr = tl.constexpr(FILL_PARAMS.index("cdf_lo"))
+F_SF_HI: tl.constexpr = tl.constexpr(FILL_PARAMS.index("sf_hi"))
+F_WIDTH: tl.constexpr = tl.constexpr(FILL_PARAMS.index("width"))
+F_CLAMP_LO: tl.constexpr = tl.constexpr(FILL_PARAMS.index("clamp_lo"))
+F_CLAMP_HI: tl.constexpr = tl.constexpr(FILL_PARAMS.index("clamp_hi"))
 
 _NORMAL: tl.constexpr = tl.constexpr(DIST_NORMAL)
 _UNIFORM: tl.constexpr = tl.constexpr(DIST_UNIFORM)
@@ -255,25 +280,25 @@ def _fill_kernel(
     tid = tl.load(chunk_tensor + pid).to(tl.int64)
     blk = tl.load(chunk_block + pid)
     ip = iparams + tid * NI
-    dist = tl.load(ip + 0)
-    dtype_code = tl.load(ip + 1)
-    stream = tl.load(ip + 2)
-    outer = tl.load(ip + 3)
-    run = tl.load(ip + 4)
-    gstride = tl.load(ip + 5)
-    start = tl.load(ip + 6)
-    slots = tl.load(ip + 7)
-    fast = tl.load(ip + 8)
+    dist = tl.load(ip + I_DIST)
+    dtype_code = tl.load(ip + I_DTYPE)
+    stream = tl.load(ip + I_STREAM)
+    outer = tl.load(ip + I_OUTER)
+    run = tl.load(ip + I_RUN)
+    gstride = tl.load(ip + I_GSTRIDE)
+    start = tl.load(ip + I_START)
+    slots = tl.load(ip + I_SLOTS)
+    fast = tl.load(ip + I_FAST)
     fp = fparams + tid * NF
-    mean = tl.load(fp + 0)
-    std = tl.load(fp + 1)
-    low = tl.load(fp + 2)
-    high = tl.load(fp + 3)
-    cdf_lo = tl.load(fp + 4)
-    sf_hi = tl.load(fp + 5)
-    width = tl.load(fp + 6)
-    clamp_lo = tl.load(fp + 7)
-    clamp_hi = tl.load(fp + 8)
+    mean = tl.load(fp + F_MEAN)
+    std = tl.load(fp + F_STD)
+    low = tl.load(fp + F_LOW)
+    high = tl.load(fp + F_HIGH)
+    cdf_lo = tl.load(fp + F_CDF_LO)
+    sf_hi = tl.load(fp + F_SF_HI)
+    width = tl.load(fp + F_WIDTH)
+    clamp_lo = tl.load(fp + F_CLAMP_LO)
+    clamp_hi = tl.load(fp + F_CLAMP_HI)
     addr = tl.load(ptr_table + tid)
     k0 = key0.to(tl.uint32, bitcast=True)
     k1 = key1.to(tl.uint32, bitcast=True)
@@ -310,8 +335,7 @@ def tensor_params(row: FillRow, numel: int, dtype: torch.dtype, block: int) -> t
     """``(iparams row, fparams row, number of programs)`` of one tensor of ``numel`` local elements."""
     if row.dist not in DIST_CODES.values():
         raise ValueError(f"unknown distribution code {row.dist!r}; expected one of {DIST_CODES}")
-    if not 0 <= int(row.stream) < 2**32:
-        raise ValueError(f"stream must be a 32-bit id, got {row.stream}")
+    check_stream(row.stream)
     geo = row.geometry if row.geometry is not None else ShardGeometry.full(numel)
     if geo.local_numel != numel:
         raise ValueError(f"geometry {geo} describes {geo.local_numel} local elements, the tensor has {numel}")
@@ -322,15 +346,16 @@ def tensor_params(row: FillRow, numel: int, dtype: torch.dtype, block: int) -> t
     slots = cdiv(run + start % 4, 4) if geo.outer == 1 else cdiv(run + 3, 4)  # counters a run can touch
     if geo.outer * slots >= 2**31:
         raise ValueError(f"a tensor (shard) of {numel} elements is too large for one fill: split it")
-    ints = [row.dist, DTYPE_CODES[dtype], int(row.stream), geo.outer, run, gstride, start, slots, int(fast), 0]
+    named = {"dist": row.dist, "dtype": DTYPE_CODES[dtype], "stream": int(row.stream), "outer": geo.outer,
+             "run": run, "gstride": gstride, "start": start, "slots": slots, "fast": int(fast), "unused": 0}
+    ints = [named[c] for c in FILL_INTS]
     floats = list(fill_params(row.dist, row.mean, row.std, row.low, row.high, dtype))
     return ints, floats, cdiv(geo.outer * slots, block) if numel else 0
 
 
 def _seed_words(seed: int) -> tuple[int, int]:
     """Key words of ``seed`` as signed int32 bit patterns (a stable ``i32`` kernel signature)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    seed = check_seed(seed)
 
     def signed(w: int) -> int:
         return w - 2**32 if w >= 2**31 else w

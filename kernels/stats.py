@@ -3,13 +3,13 @@
 Two kernels:
 
 * ``_stats_partials_kernel``: one program per tile of ``BLOCK`` elements of one tensor (pointer table +
-  chunk table from :mod:`depthinit.kernels._tables`). The program loads its tile once, then, from the
+  chunk table from :mod:`depthinit.kernels.contract`). The program loads its tile once, then, from the
   registers: counts the finite / non-finite / zero elements, takes min, max and abs-max of the finite
   ones, scales the finite values by a power of two ``2**-e`` so that ``|y| < 4`` (exact, and no sum
   of a tile of bf16 or fp32 values near their limits can overflow or underflow fp32), computes the tile
   mean of ``z = y - min(y)`` (about a data value: constant data gives exactly zero variance), then
   ``M2 = sum((z - mean_z)**2)`` and ``sumsq = sum(y**2)`` in fp32 (two passes over registers, one pass
-  over memory). It writes one fp64 row of :data:`FIELDS`, unscaled in fp64.
+  over memory). It writes one fp64 row of :data:`~depthinit.kernels.contract.STAT_FIELDS`, unscaled in fp64.
 * ``_stats_merge_kernel``: one program per tensor merges that tensor's tile rows in a fixed order with
   the multi-way form of Chan et al.'s parallel formula, in fp64::
 
@@ -19,7 +19,7 @@ Two kernels:
   plus sums of sumsq / counts and min / max, in three passes over the (small) partial rows.
   No float atomics: the result is bitwise reproducible for a given tiling.
 
-Fields (one fp64 row per tensor, see :data:`FIELDS`): ``count`` of finite elements, ``mean``, ``m2``
+Fields (one fp64 row per tensor, see ``contract.STAT_FIELDS``): ``count`` of finite elements, ``mean``, ``m2``
 (sum of squared deviations; population variance is ``m2 / count``), ``sumsq``, ``min``, ``max``,
 ``absmax`` (all over finite elements), ``nonfinite`` (NaN and +-Inf, excluded from every other field),
 ``zeros``. A tensor with no finite element has ``count = m2 = sumsq = 0`` and NaN mean/min/max/absmax.
@@ -40,11 +40,13 @@ import torch
 import triton
 import triton.language as tl
 
-from depthinit.kernels._tables import STAT_FIELDS as FIELDS
-from depthinit.kernels._tables import AotSpec, cdiv, chunk_table, pointer_table
-
-COUNT, MEAN, M2, SUMSQ, MIN, MAX, ABSMAX, NONFINITE, ZEROS = range(len(FIELDS))
-N_FIELDS = len(FIELDS)
+from depthinit.kernels.contract import (
+    N_FIELDS,
+    AotSpec,
+    cdiv,
+    chunk_table,
+    pointer_table,
+)
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _TL_DTYPES = {torch.float32: tl.float32, torch.float16: tl.float16, torch.bfloat16: tl.bfloat16}

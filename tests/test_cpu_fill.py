@@ -25,7 +25,7 @@ import depthinit.init as dinit
 from depthinit import rng
 from depthinit.fill import fill_tensors, prepare_fill
 from depthinit.kernels import cpu_fill as K
-from depthinit.kernels._tables import (
+from depthinit.kernels.contract import (
     DIST_CONSTANT,
     DIST_NORMAL,
     DIST_TRUNC_NORMAL,

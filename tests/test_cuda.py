@@ -41,7 +41,7 @@ import depthinit as di
 from depthinit import models, rng
 from depthinit.fill import fill_tensors
 from depthinit.kernels import fill as kfill
-from depthinit.kernels._tables import (
+from depthinit.kernels.contract import (
     DIST_CONSTANT,
     DIST_NORMAL,
     DIST_TRUNC_NORMAL,

@@ -32,7 +32,7 @@ from scipy import stats
 from depthinit import rng
 from depthinit.fill import fill_tensors
 from depthinit.kernels import fill as kfill
-from depthinit.kernels._tables import (
+from depthinit.kernels.contract import (
     DIST_CONSTANT,
     DIST_NORMAL,
     DIST_TRUNC_NORMAL,
@@ -182,7 +182,7 @@ def test_tl_philox_and_kernel_helpers_under_interpreter():
         from depthinit import rng
         from depthinit.fill import fill_tensors
         from depthinit.kernels import fill as kfill
-        from depthinit.kernels._tables import FillRow
+        from depthinit.kernels.contract import FillRow
 
         @triton.jit
         def words(c_ptr, out_ptr, k0, k1, N: tl.constexpr, OWN: tl.constexpr):

@@ -18,7 +18,7 @@ import torch
 
 from depthinit import rng
 from depthinit.fill import fill_tensors
-from depthinit.kernels._tables import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow
+from depthinit.kernels.contract import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow
 from tests._dist import run_distributed
 
 SEED = 987654321

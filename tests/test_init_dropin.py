@@ -364,7 +364,7 @@ def test_seed_deterministic_and_sensitive(case):
 
 @pytest.mark.parametrize("case", SEEDED, ids=lambda c: f"{c[0]}{c[1]}")
 def test_seed_matches_reference_fill_and_formula(case):
-    from depthinit.kernels._tables import DIST_CODES, FillRow
+    from depthinit.kernels.contract import DIST_CODES, FillRow
 
     name, shape, args, kwargs, dist, std, bounds = case
     got = seeded(name, shape, *args, **kwargs, seed=SEED, stream=11)
@@ -452,7 +452,7 @@ def test_seed_sparse():
     assert (zero.sum(0) == num_zeros).all()
     assert torch.equal(got[~zero], values[~zero])
     # The zeroed rows are the smallest keys of slice [1] of the logical [2, rows, cols] uniform tensor.
-    from depthinit.kernels._tables import DIST_UNIFORM, FillRow
+    from depthinit.kernels.contract import DIST_UNIFORM, FillRow
 
     keys = reference((2, rows, cols), FillRow(DIST_UNIFORM, stream=6))[1]
     expect = torch.zeros(rows, cols, dtype=torch.bool).scatter_(0, keys.argsort(dim=0, stable=True)[:num_zeros], True)

@@ -22,7 +22,7 @@ import torch
 from scipy import special, stats
 
 from depthinit import rng
-from depthinit.kernels._tables import (
+from depthinit.kernels.contract import (
     DIST_CONSTANT,
     DIST_NORMAL,
     DIST_TRUNC_NORMAL,
@@ -86,7 +86,7 @@ def test_stream_id_is_stable_blake2b():
 
 @pytest.mark.parametrize("bad", [-1, 2**64, 1.0, True, "0", None])
 def test_seed_validation(bad):
-    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64\)"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*64\)"):
         rng.seed_key(bad)
 
 

@@ -1,4 +1,11 @@
-"""Host-side tables shared by the multi-tensor kernels: pointer table, chunk table, shard geometry.
+"""The contract between the kernels and the library: what both sides read and write.
+
+Everything the Triton kernels, the C kernels and their torch references (``depthinit.rng``,
+``depthinit.stats``) must agree on is written here once: dtype and distribution codes, the named columns of the
+fill parameter tables, the statistics row and its neutral element, seed and stream checks, the normal CDF, shard
+geometry, and the host-side tables of a multi-tensor launch. This module needs no triton and no GPU.
+
+Host-side tables:
 
 A multi-tensor launch covers many tensors with one grid. The host builds, once per group of tensors:
 
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -101,6 +109,34 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+# Element dtype codes of the kernels' tables (the C kernels take fp64 as well; the Triton fill takes the first three).
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.float64: 3}
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as an int in ``[0, 2**64)`` (the Philox key), or a ValueError naming what was given."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {type(seed).__name__} {seed!r}")
+    return int(seed)
+
+
+def check_stream(stream: object) -> int:
+    """``stream`` as a 32-bit stream id, or a ValueError."""
+    if isinstance(stream, bool) or not isinstance(stream, numbers.Integral) or not 0 <= int(stream) < 2**32:
+        raise ValueError(f"stream must be a 32-bit id in [0, 2**32), got {stream!r}")
+    return int(stream)
+
+
+def norm_cdf(x: float) -> float:
+    """Standard normal CDF Phi(x), with full relative precision in the lower tail (``erfc``)."""
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def norm_pdf(x: float) -> float:
+    """Standard normal density."""
+    return math.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
 # Distribution codes shared by the fill kernel and the torch reference (depthinit.rng).
 DIST_NORMAL = 0
 DIST_UNIFORM = 1
@@ -133,8 +169,12 @@ class FillRow(NamedTuple):
     geometry: ShardGeometry | None = None  # None: the tensor is the whole logical tensor
 
 
-# Columns of the fp64 parameter table of one fill row (kernels/cpu_fill.c, kernels/fill.py, depthinit.rng).
+# Columns of the float parameter table of one fill row (kernels/cpu_fill.c, kernels/fill.py, depthinit.rng).
 FILL_PARAMS = ("mean", "std", "low", "high", "cdf_lo", "sf_hi", "width", "clamp_lo", "clamp_hi", "unused")
+# Columns of the int64 parameter table of the Triton fill (kernels/fill.py): the distribution and dtype codes, the
+# stream, and the shard geometry as runs (``outer`` runs of ``run`` elements, ``gstride`` apart in the full tensor,
+# the first at global index ``start``; ``slots`` counters per run; ``fast``: one run starting at a multiple of 4).
+FILL_INTS = ("dist", "dtype", "stream", "outer", "run", "gstride", "start", "slots", "fast", "unused")
 FILL_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 MIN_TRUNC_MASS = 1e-30  # below this the inverse CDF in fp32 cannot resolve the interval
 
@@ -247,6 +287,10 @@ class AotSpec(NamedTuple):
     options: dict | None = None  # extra compile options the launcher also passes (e.g. enable_fp_fusion)
 
 
-# Row layout of the statistics contract (DESIGN.md), shared by kernels/stats.py and depthinit.stats: one fp64
-# row per tensor (or per tile / shard before merging). Kept here because this module needs no triton.
+# Row layout of the statistics contract (DESIGN.md), shared by kernels/stats.py, kernels/cpu_stats.c,
+# depthinit.stats and the monitor: one fp64 row per tensor (or per tile / shard before merging).
 STAT_FIELDS = ("count", "mean", "m2", "sumsq", "min", "max", "absmax", "nonfinite", "zeros")
+N_FIELDS = len(STAT_FIELDS)
+COUNT, MEAN, M2, SUMSQ, MIN, MAX, ABSMAX, NONFINITE, ZEROS = range(N_FIELDS)
+# The row of no element: merging it into any row leaves that row unchanged (NaN extrema are skipped by the merge).
+NEUTRAL_ROW = (0.0, math.nan, 0.0, 0.0, math.nan, math.nan, math.nan, 0.0, 0.0)

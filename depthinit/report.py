@@ -1,0 +1,54 @@
+"""Plain-text and JSON output shared by every report: aligned tables, markdown tables, strict JSON values.
+
+One renderer each, used by the plan table, the probe report, the benchmark runner, the demo and the
+reproductions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+__all__ = ["align", "aligned_table", "md_table", "json_safe"]
+
+
+def align(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows of strings as left-aligned columns, a dashed rule under the first (header) row."""
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for i, r in enumerate(rows):
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def aligned_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """:func:`align` of a header and rows (cells turned to ``str``), as one string."""
+    return "\n".join(align([tuple(map(str, headers)), *(tuple(map(str, r)) for r in rows)]))
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table."""
+    out = ["| " + " | ".join(map(str, headers)) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None, recursively (strict JSON has no NaN or inf).
+
+    Objects with a ``to_dict()`` are converted first; tuples become lists.
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "to_dict"):
+        return json_safe(obj.to_dict())
+    return obj
