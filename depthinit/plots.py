@@ -40,6 +40,16 @@ def _mpl():
     return matplotlib, Figure
 
 
+def figure(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] = (10, 4),
+           layout: str | None = "constrained", **subplots: Any):
+    """``(Figure, axes)`` on the Agg canvas, without pyplot (no display, no global figure state); ``axes`` is
+    always a 2-D array (``squeeze=False`` unless given). A one-line error when matplotlib is missing."""
+    _, Figure = _mpl()
+    fig = Figure(figsize=figsize, layout=layout)
+    subplots.setdefault("squeeze", False)
+    return fig, fig.subplots(nrows, ncols, **subplots)
+
+
 def load_records(source: Any) -> list[dict[str, Any]]:
     """Records from a JSONL path, a :class:`~depthinit.monitor.VarianceMonitor` or a list of dicts."""
     if isinstance(source, (str, os.PathLike)):
