@@ -134,12 +134,13 @@ class InitPlan:
         return sum(r.numel for r in self.rows)
 
     def predicted_gain(self) -> dict[str, float]:
-        """Per depth stack: the product of the depth multipliers m_l (depth-aware schemes only)."""
-        if self.scheme != "depth_aware":
+        """Per depth stack: the predicted end-to-end variance gain (schemes with a ``gain`` hook, e.g. the
+        product of the depth multipliers m_l of depth_aware)."""
+        gain = S.get_scheme(self.scheme).gain
+        if gain is None:
             return {}
-        K, schedule = self.options["K"], self.options["schedule"]
         stacks = {(r.n_layers) for r in self.rows if r.layer is not None and r.n_layers}
-        return {f"L={L}": S.predicted_gain(L, K, schedule) for L in sorted(stacks)}
+        return {f"L={L}": gain(L, self.options) for L in sorted(stacks)}
 
     # ------------------------------------------------------------------ display
     def table(self) -> str:
@@ -571,7 +572,7 @@ def plan(
         info = S.ParamInfo(n, shape, lc.role, lc.layer, lc.n_layers or model_L, fan_in, fan_out, tied_head)
         kw = dict(opts)
         if "stack" in sch.options and not options.get("stack"):
-            kw["stack"] = "encoder" if "encoder" in lc.stack else ("decoder" if sch.name == "t_fixup" else "")
+            kw["stack"] = "encoder" if "encoder" in lc.stack else sch.options["stack"]
         if lc.derived:
             d = S.keep(lc.derived)
         elif not p.requires_grad:  # never trained: a fill would stay forever (sinusoidal tables, LoRA bases)
@@ -607,28 +608,20 @@ def plan(
             )
         )
 
-    if sch.name == "rezero" and not any(r.role == "residual_scale" for r in rows):
-        raise ValueError(
-            "rezero: this model has no residual scalars (0-D or 1-element parameters named like 'resweight', "
-            "'rezero' or 'alpha') to set to zero; add one per residual branch or pass roles={regex: "
-            "'residual_scale'}"
-        )
+    if sch.check is not None:
+        sch.check(rows, opts)
     constants = {}
     if sch.constants is not None:
-        Ls = [r.n_layers for r in rows if r.n_layers]
-        L = max(Ls) if Ls else 1
-        o = {**opts}
-        o["n_encoder"] = o.get("n_encoder") or L
-        o["n_decoder"] = o.get("n_decoder") or L
-        constants = sch.constants(**o)
+        constants = sch.constants(n_layers=max((r.n_layers for r in rows if r.n_layers), default=1), **opts)
 
     result = InitPlan(rows, sch.name, opts, seed, constants, skipped, model)
     for name, gain in result.predicted_gain().items():
         if gain > GROWTH_WARN_HIGH or gain < GROWTH_WARN_LOW:
+            settings = ", ".join(f"{k}={opts[k]!r}" for k in ("schedule", "K") if k in opts)
             warnings.warn(
-                f"depth schedule {opts['schedule']!r} with K={opts['K']} predicts an end-to-end variance gain of "
-                f"{gain:.3g} over {name}: activations will {'explode' if gain > 1 else 'vanish'}; choose |K| "
-                f"smaller (the ramp schedule's gain is exactly e^K)",
+                f"{sch.name} ({settings}) predicts an end-to-end variance gain of {gain:.3g} over {name}: "
+                f"activations will {'explode' if gain > 1 else 'vanish'}; choose |K| smaller (the ramp "
+                f"schedule's gain is exactly e^K)",
                 VarianceWarning,
                 stacklevel=2,
             )

@@ -275,11 +275,23 @@ def variance_scaling(
 
 @dataclass(frozen=True)
 class Scheme:
+    """A registered scheme: its per-parameter rule ``fn`` and the model-level hooks the plan calls.
+
+    * ``constants(n_layers=L, **options)``: model-level constants the user applies in the forward pass
+      (DeepNorm's alpha), shown with the plan and saved in its JSON;
+    * ``gain(n_layers, options)``: the predicted end-to-end variance gain over a stack of ``n_layers``
+      (depth-aware schemes); the plan reports it and warns when it explodes or vanishes;
+    * ``check(rows, options)``: raises ValueError when the planned rows cannot implement the scheme (ReZero
+      without residual scalars).
+    """
+
     name: str
     fn: Callable[..., Draw]
     options: dict[str, Any]
     aliases: tuple[str, ...] = ()
-    constants: Callable[..., dict[str, float]] | None = None  # model-level constants (e.g. DeepNorm's alpha)
+    constants: Callable[..., dict[str, float]] | None = None
+    gain: Callable[[int, dict[str, Any]], float] | None = None
+    check: Callable[[Sequence[Any], dict[str, Any]], None] | None = None
 
     @property
     def doc(self) -> str:
@@ -293,13 +305,18 @@ SCHEMES: dict[str, Scheme] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register(name: str, *aliases: str, constants: Callable[..., dict[str, float]] | None = None):
-    """Register a scheme function; its keyword-only arguments (with defaults) are the scheme's options."""
+def register(name: str, *aliases: str, constants: Callable[..., dict[str, float]] | None = None,
+             gain: Callable[[int, dict[str, Any]], float] | None = None,
+             check: Callable[[Sequence[Any], dict[str, Any]], None] | None = None):
+    """Register a scheme function; its keyword-only arguments (with defaults) are the scheme's options.
+
+    ``constants``, ``gain`` and ``check`` are the model-level hooks of :class:`Scheme`.
+    """
 
     def deco(fn: Callable[..., Draw]) -> Callable[..., Draw]:
         sig = inspect.signature(fn)
         opts = {k: v.default for k, v in sig.parameters.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
-        SCHEMES[name] = Scheme(name, fn, opts, aliases, constants)
+        SCHEMES[name] = Scheme(name, fn, opts, aliases, constants, gain, check)
         for a in (name, *aliases):
             _ALIASES[a] = name
         return fn
@@ -480,7 +497,11 @@ def predicted_gain(n_layers: int, K: float, schedule: str = "ramp") -> float:
     return math.exp(min(log, 709.0))
 
 
-@register("depth_aware", "depth")
+def _depth_gain(n_layers: int, options: dict[str, Any]) -> float:
+    return predicted_gain(n_layers, options["K"], options["schedule"])
+
+
+@register("depth_aware", "depth", gain=_depth_gain)
 def depth_aware(
     p: ParamInfo,
     *,
@@ -589,8 +610,9 @@ def olmo_mitchell(p: ParamInfo, *, cutoff: float = 3.0) -> Draw:
     return Draw("trunc_normal", 0.0, s, -cutoff * s, cutoff * s)
 
 
-def _deepnorm_constants(*, architecture: str = "decoder", n_encoder: int = 0, n_decoder: int = 0, **_: Any):
-    N, M = n_encoder, n_decoder
+def _deepnorm_constants(*, n_layers: int = 1, architecture: str = "decoder", n_encoder: int = 0,
+                        n_decoder: int = 0, **_: Any):
+    N, M = n_encoder or n_layers, n_decoder or n_layers  # unset: the model's depth
     if architecture == "encoder":
         return {"alpha": (2 * N) ** 0.25, "beta": (8 * N) ** -0.25}
     if architecture == "decoder":
@@ -694,7 +716,16 @@ def t_fixup(p: ParamInfo, *, stack: str = "decoder", distribution: str = "normal
     return variance_scaling(p, g * g, "fan_avg", distribution)
 
 
-@register("rezero")
+def _needs_residual_scalars(rows: Sequence[Any], options: dict[str, Any]) -> None:
+    if not any(r.role == "residual_scale" for r in rows):
+        raise ValueError(
+            "rezero: this model has no residual scalars (0-D or 1-element parameters named like 'resweight', "
+            "'rezero' or 'alpha') to set to zero; add one per residual branch or pass roles={regex: "
+            "'residual_scale'}"
+        )
+
+
+@register("rezero", check=_needs_residual_scalars)
 def rezero(p: ParamInfo, *, base: str = "xavier", distribution: str = "normal") -> Draw:
     """ReZero: every residual branch is multiplied by a learnable scalar initialized to 0, so the network
     starts as the identity; the other weights use ``base`` (Xavier by default).

@@ -241,3 +241,42 @@ def test_registry_errors():
 def test_every_scheme_documents_formula_and_paper():
     for s in S.SCHEMES.values():
         assert len(s.doc) > 40, s.name
+
+
+def test_model_level_hooks_of_a_registered_scheme_reach_the_plan():
+    """A scheme's ``check``/``gain``/``constants`` hooks are what the plan calls: nothing in the plan is specific
+    to a scheme's name (a new scheme registered here gets the same treatment as depth_aware/rezero/deepnorm)."""
+    import torch.nn as nn
+
+    import depthinit as di
+
+    seen = {}
+
+    def gain(n_layers, options):
+        seen["gain"] = (n_layers, options["std"])
+        return 2.0
+
+    def check(rows, options):
+        seen["check"] = len(rows)
+        if options["std"] > 1:
+            raise ValueError("hooked: std too large")
+
+    def constants(*, n_layers, **options):
+        return {"depth": float(n_layers)}
+
+    @S.register("_hooked_test", gain=gain, check=check, constants=constants)
+    def hooked(p, *, std: float = 0.1):
+        return S.draw(std)
+
+    try:
+        model = nn.Sequential(*[nn.Linear(8, 8) for _ in range(3)])
+        p = di.plan(model, "_hooked_test", seed=0, example=False)
+        assert seen["check"] == len(p.rows) == 6
+        assert p.predicted_gain() == {"L=3": 2.0} and seen["gain"] == (3, 0.1)
+        assert p.constants == {"depth": 3.0}
+        with pytest.raises(ValueError, match="hooked: std too large"):
+            di.plan(model, "_hooked_test", seed=0, std=2.0, example=False)
+        assert di.plan(model, "he", seed=0, example=False).predicted_gain() == {}
+    finally:
+        S.SCHEMES.pop("_hooked_test")
+        S._ALIASES.pop("_hooked_test")
