@@ -40,7 +40,7 @@ setup(
     python_requires=">=3.10",
     packages=["depthinit", "depthinit.cli", "depthinit.kernels", "depthinit.repro", "depthinit.integrations"],
     package_dir={"depthinit": "depthinit", "depthinit.kernels": "kernels"},
-    package_data={"depthinit.kernels": ["*.c"]},
+    package_data={"depthinit.kernels": ["*.c", "*.h"]},
     install_requires=[
         "torch>=2.4",
         "numpy",

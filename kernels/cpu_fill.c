@@ -26,7 +26,6 @@
  * threads. Every value depends only on (seed, stream, global index): never on the split or the thread count.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +33,10 @@
 #include <immintrin.h>
 #endif
 
-enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F64 = 3 };
+#include "cpu_parallel.h"
+
 enum { DIST_NORMAL = 0, DIST_UNIFORM = 1, DIST_TRUNC_NORMAL = 2, DIST_CONSTANT = 3 };
-enum { NI = 8, NF = 10, CHUNK = 4096, MAXC = CHUNK / 4 + 2 };
+enum { NI = 8, NF = 10, MAXC = CHUNK / 4 + 2, MIN_UNITS_PER_THREAD = 4 };
 enum { P_MEAN, P_STD, P_LOW, P_HIGH, P_CDF_LO, P_SF_HI, P_WIDTH, P_CLAMP_LO, P_CLAMP_HI };
 
 static inline uint32_t f2u(float f) {
@@ -304,17 +304,6 @@ static void store_constant(const Params *P, int64_t len, void *dst) {
 
 /* ------------------------------------------------------------------------------------------- work units */
 
-static const int ELEMENT_SIZE[] = {4, 2, 2, 8};
-
-static int64_t runs_per_unit(int64_t run) { return run >= CHUNK ? 1 : CHUNK / run; }
-static int64_t segments(int64_t run) { return run >= CHUNK ? (run + CHUNK - 1) / CHUNK : 1; }
-static int64_t unit_count(const int64_t *d) {
-    int64_t outer = d[4], run = d[5];
-    if (outer <= 0 || run <= 0) return 0;
-    int64_t rpu = runs_per_unit(run);
-    return (outer + rpu - 1) / rpu * segments(run);
-}
-
 static void params_of(const int64_t *d, const double *f, Params *P) {
     P->dist = (int)d[2], P->dtype = (int)d[1];
     P->mean64 = f[P_MEAN], P->std64 = f[P_STD], P->low64 = f[P_LOW], P->wid64 = f[P_HIGH] - f[P_LOW];
@@ -328,8 +317,6 @@ static void params_of(const int64_t *d, const double *f, Params *P) {
 typedef struct {
     const int64_t *idesc;
     const double *fdesc;
-    const int64_t *first; /* first unit of each tensor (n + 1 entries) */
-    int64_t lo, hi, tensor;
     uint32_t k0, k1;
 } Job;
 
@@ -351,69 +338,42 @@ static void fill_segment(const Params *P, uint32_t stream, uint32_t k0, uint32_t
     }
 }
 
-static void *run_job(void *arg) {
-    Job *job = (Job *)arg;
+/* Fill units [lo, hi) (a range_fn of cpu_parallel.h). */
+static int fill_units(void *ctx, const int64_t *first, int64_t lo, int64_t hi, int64_t t) {
+    const Job *job = (const Job *)ctx;
     uint32_t *W = malloc(sizeof(uint32_t) * 4 * MAXC);
     float *V = malloc(sizeof(float) * 4 * MAXC);
     if (!W || !V) {
         free(W), free(V);
-        return (void *)1;
+        return 1;
     }
-    int64_t t = job->tensor;
     Params P = {0};
     int64_t have = -1;
-    for (int64_t u = job->lo; u < job->hi; u++) {
-        while (u >= job->first[t + 1]) t++;
+    for (int64_t u = lo; u < hi; u++) {
+        while (u >= first[t + 1]) t++;
         const int64_t *d = job->idesc + NI * t;
         if (have != t) params_of(d, job->fdesc + NF * t, &P), have = t;
         int64_t outer = d[4], run = d[5], gstride = d[6], start = d[7];
-        int64_t local = u - job->first[t], seg = segments(run), rpu = runs_per_unit(run);
-        int64_t a0 = local / seg * rpu, col = local % seg * CHUNK;
-        int64_t a1 = a0 + rpu < outer ? a0 + rpu : outer, len = run - col < CHUNK ? run - col : CHUNK;
+        Unit w = unit_at(u - first[t], outer, run);
         char *base = (char *)(intptr_t)d[0];
-        for (int64_t a = a0; a < a1; a++)
-            fill_segment(&P, (uint32_t)d[3], job->k0, job->k1, a * gstride + start + col, len,
-                         base + (a * run + col) * ELEMENT_SIZE[P.dtype], W, V);
+        for (int64_t a = w.row; a < w.row + w.n_rows; a++)
+            fill_segment(&P, (uint32_t)d[3], job->k0, job->k1, a * gstride + start + w.col, w.n_cols,
+                         base + (a * run + w.col) * ELEMENT_SIZE[P.dtype], W, V);
     }
     free(W), free(V);
-    return NULL;
+    return 0;
 }
 
 /* Fill the n described tensors with up to `threads` threads. Returns 0, or 1 when memory ran out. */
 int depthinit_fill(int64_t n, const int64_t *idesc, const double *fdesc, uint64_t seed, int threads) {
-    enum { MAX_THREADS = 256, MIN_UNITS_PER_THREAD = 4 };
     int64_t *first = malloc(sizeof(int64_t) * (n + 1));
     if (!first) return 1;
     first[0] = 0;
-    for (int64_t t = 0; t < n; t++) first[t + 1] = first[t] + unit_count(idesc + NI * t);
-    int64_t units = first[n];
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > units / MIN_UNITS_PER_THREAD) threads = (int)(units / MIN_UNITS_PER_THREAD);
-    if (threads < 1) threads = 1;
-    Job jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    char started[MAX_THREADS] = {0};
-    int failed = 0;
-    for (int j = 0; j < threads; j++) {
-        Job *job = jobs + j;
-        job->idesc = idesc, job->fdesc = fdesc, job->first = first;
-        job->k0 = (uint32_t)seed, job->k1 = (uint32_t)(seed >> 32);
-        job->lo = units * j / threads, job->hi = units * (j + 1) / threads;
-        int64_t t = 0;
-        while (t < n && first[t + 1] <= job->lo) t++;
-        job->tensor = t;
-        if (j > 0) /* job 0 runs on the caller; a thread that cannot start leaves its job to the caller */
-            started[j] = pthread_create(ids + j, NULL, run_job, job) == 0;
+    for (int64_t t = 0; t < n; t++) {
+        first[t + 1] = first[t] + unit_count(idesc[NI * t + 4], idesc[NI * t + 5]); /* outer, run */
     }
-    failed |= run_job(jobs) != NULL;
-    for (int j = 1; j < threads; j++) {
-        void *res = NULL;
-        if (started[j])
-            pthread_join(ids[j], &res);
-        else
-            res = run_job(jobs + j);
-        failed |= res != NULL;
-    }
+    Job job = {idesc, fdesc, (uint32_t)seed, (uint32_t)(seed >> 32)};
+    int failed = run_units(fill_units, &job, first, n, threads, MIN_UNITS_PER_THREAD);
     free(first);
     return failed;
 }

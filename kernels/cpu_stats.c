@@ -24,7 +24,6 @@
  * back (no -ffast-math): NaN and infinity keep their IEEE meaning.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +31,10 @@
 #include <immintrin.h>
 #endif
 
-enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F64 = 3 };
+#include "cpu_parallel.h"
+
 enum { F_COUNT, F_MEAN, F_M2, F_SUMSQ, F_MIN, F_MAX, F_ABSMAX, F_NONFINITE, F_ZEROS, N_FIELDS };
-enum { DESC = 5, CHUNK = 4096 };
+enum { DESC = 5, MIN_CHUNKS_PER_THREAD = 16 };
 static const double FAR = 63.0 / 64.0;
 
 typedef struct {
@@ -278,37 +278,21 @@ DEFINE_CHUNK(chunk_f32, load_f32, pass_f32, slow_f32, second_f32)
 DEFINE_CHUNK(chunk_f16, load_f16, pass_f16, slow_f16, second_f16)
 DEFINE_CHUNK(chunk_bf16, load_bf16, pass_bf16, slow_bf16, second_bf16)
 
-static const int ELEMENT_SIZE[] = {4, 2, 2, 8};
-
-/* Chunks of a tensor of rows x cols: segments of CHUNK of each long row, or groups of short rows. */
-static int64_t rows_per_chunk(int64_t cols) { return cols >= CHUNK ? 1 : CHUNK / cols; }
-static int64_t segments(int64_t cols) { return cols >= CHUNK ? (cols + CHUNK - 1) / CHUNK : 1; }
-static int64_t chunk_count(const int64_t *d) {
-    int64_t rows = d[2], cols = d[3];
-    if (rows <= 0 || cols <= 0) return 0;
-    int64_t rpc = rows_per_chunk(cols);
-    return (rows + rpc - 1) / rpc * segments(cols);
-}
-
 typedef struct {
     const int64_t *desc;
-    const int64_t *first; /* first chunk of each tensor (n + 1 entries) */
-    int64_t lo, hi;       /* chunks [lo, hi) */
-    int64_t tensor;       /* tensor of chunk lo */
-    Part *parts;
+    Part *parts; /* one per chunk */
 } Job;
 
-static void *run_job(void *arg) {
-    Job *job = (Job *)arg;
-    int64_t t = job->tensor;
-    for (int64_t c = job->lo; c < job->hi; c++) {
-        while (c >= job->first[t + 1]) t++;
+/* Measure chunks [lo, hi) into parts[lo .. hi) (a range_fn of cpu_parallel.h). */
+static int measure_units(void *ctx, const int64_t *first, int64_t lo, int64_t hi, int64_t t) {
+    const Job *job = (const Job *)ctx;
+    for (int64_t c = lo; c < hi; c++) {
+        while (c >= first[t + 1]) t++;
         const int64_t *d = job->desc + DESC * t;
         int64_t dtype = d[1], rows = d[2], cols = d[3], stride = d[4];
-        int64_t local = c - job->first[t], seg = segments(cols), rpc = rows_per_chunk(cols);
-        int64_t row = local / seg * rpc, col = local % seg * CHUNK;
-        Block b = {NULL, rows - row < rpc ? rows - row : rpc, cols - col < CHUNK ? cols - col : CHUNK, stride};
-        b.p = (const char *)(intptr_t)d[0] + (row * stride + col) * ELEMENT_SIZE[dtype];
+        Unit u = unit_at(c - first[t], rows, cols);
+        Block b = {(const char *)(intptr_t)d[0] + (u.row * stride + u.col) * ELEMENT_SIZE[dtype], u.n_rows, u.n_cols,
+                   stride};
         switch (dtype) {
         case DT_F32: chunk_f32(&b, job->parts + c); break;
         case DT_F16: chunk_f16(&b, job->parts + c); break;
@@ -316,7 +300,7 @@ static void *run_job(void *arg) {
         default: chunk_f64(&b, job->parts + c); break;
         }
     }
-    return NULL;
+    return 0;
 }
 
 /* Chan merge of the chunks of one tensor, in order, into its output row. */
@@ -353,40 +337,20 @@ static void merge(const Part *parts, int64_t count, double *row) {
 /* Statistics rows out[n_tensors * N_FIELDS] of the described tensors with up to `threads` threads.
  * Returns 0, or 1 when memory could not be allocated. */
 int depthinit_stats(int64_t n_tensors, const int64_t *desc, double *out, int threads) {
-    enum { MAX_THREADS = 256, MIN_CHUNKS_PER_THREAD = 16 };
     int64_t *first = malloc(sizeof(int64_t) * (n_tensors + 1));
     if (!first) return 1;
     first[0] = 0;
-    for (int64_t t = 0; t < n_tensors; t++) first[t + 1] = first[t] + chunk_count(desc + DESC * t);
+    for (int64_t t = 0; t < n_tensors; t++) {
+        first[t + 1] = first[t] + unit_count(desc[DESC * t + 2], desc[DESC * t + 3]); /* rows, cols */
+    }
     int64_t chunks = first[n_tensors];
     Part *parts = malloc(sizeof(Part) * (chunks > 0 ? chunks : 1));
     if (!parts) {
         free(first);
         return 1;
     }
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > chunks / MIN_CHUNKS_PER_THREAD) threads = (int)(chunks / MIN_CHUNKS_PER_THREAD);
-    if (threads < 1) threads = 1;
-    Job jobs[MAX_THREADS];
-    pthread_t ids[MAX_THREADS];
-    char started[MAX_THREADS] = {0};
-    for (int j = 0; j < threads; j++) {
-        Job *job = jobs + j;
-        job->desc = desc, job->first = first, job->parts = parts;
-        job->lo = chunks * j / threads, job->hi = chunks * (j + 1) / threads;
-        int64_t t = 0;
-        while (t < n_tensors && first[t + 1] <= job->lo) t++;
-        job->tensor = t;
-        if (j > 0) /* job 0 runs on the caller; a thread that cannot start leaves its job to the caller */
-            started[j] = pthread_create(ids + j, NULL, run_job, job) == 0;
-    }
-    run_job(jobs);
-    for (int j = 1; j < threads; j++) {
-        if (started[j])
-            pthread_join(ids[j], NULL);
-        else
-            run_job(jobs + j);
-    }
+    Job job = {desc, parts};
+    run_units(measure_units, &job, first, n_tensors, threads, MIN_CHUNKS_PER_THREAD);
     for (int64_t t = 0; t < n_tensors; t++) merge(parts + first[t], first[t + 1] - first[t], out + N_FIELDS * t);
     free(parts);
     free(first);

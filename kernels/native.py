@@ -71,7 +71,8 @@ def build(source: Path, flags: list[str], out_dir: Path | None = None) -> Path:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set CC, or install gcc / clang)")
-    text = Path(source).read_bytes()
+    headers = sorted(Path(source).parent.glob("*.h"))  # what ``#include "..."`` can pull in
+    text = b"\0".join(p.read_bytes() for p in [Path(source), *headers])
     key = hashlib.sha256(b"\0".join([text, " ".join(flags).encode(), cc.encode(), platform.machine().encode()]))
     out_dir = Path(out_dir) if out_dir is not None else cache_dir()
     path = out_dir / f"{Path(source).stem}-{key.hexdigest()[:16]}.so"

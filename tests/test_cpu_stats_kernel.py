@@ -33,9 +33,16 @@ def check(tensors, **kw):
     return got
 
 
-def test_chunk_constant_matches_the_c_source():
-    src = K.SOURCE.read_text()
-    assert re.search(rf"CHUNK = {C}\b", src), "kernels/cpu_stats.py CHUNK differs from cpu_stats.c"
+def test_chunk_constant_and_codes_match_the_c_sources():
+    shared = K.SOURCE.with_name("cpu_parallel.h").read_text()
+    assert re.search(rf"CHUNK = {C}\b", shared), "kernels/cpu_stats.py CHUNK differs from cpu_parallel.h"
+    from depthinit.kernels import contract
+
+    for dtype, code in contract.DTYPE_CODES.items():
+        name = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}[dtype]
+        assert re.search(rf"DT_{name} = {code}\b", shared), f"cpu_parallel.h DT_{name} differs from the contract"
+    fields = re.search(r"enum \{ (F_COUNT[^}]*) \}", K.SOURCE.read_text()).group(1).split(", ")
+    assert fields == [f"F_{f.upper()}" for f in contract.STAT_FIELDS] + ["N_FIELDS"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

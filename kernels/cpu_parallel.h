@@ -1,0 +1,94 @@
+/* What the CPU kernels (cpu_fill.c, cpu_stats.c) share: the dtype codes of depthinit.kernels.contract, the cut of
+ * tensors into work units, and the run of contiguous ranges of units on a few threads.
+ *
+ * A tensor is seen as `rows` runs of `cols` contiguous elements. Its work units hold about CHUNK elements each:
+ * a segment of CHUNK elements of a long run, or a group of whole short runs. The units of all tensors are numbered
+ * in order (first[t] is the first unit of tensor t, first[n] the total) and split into contiguous ranges, one per
+ * thread. What a kernel computes for a unit never depends on the split: results are independent of the number of
+ * threads.
+ */
+#ifndef DEPTHINIT_CPU_PARALLEL_H
+#define DEPTHINIT_CPU_PARALLEL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_F64 = 3 }; /* contract.DTYPE_CODES */
+enum { CHUNK = 4096, MAX_THREADS = 256 };
+static const int ELEMENT_SIZE[] = {4, 2, 2, 8}; /* bytes per element of each DT_* code */
+
+static int64_t rows_per_unit(int64_t cols) { return cols >= CHUNK ? 1 : CHUNK / cols; }
+static int64_t segments(int64_t cols) { return cols >= CHUNK ? (cols + CHUNK - 1) / CHUNK : 1; }
+
+/* The number of units of a tensor of rows x cols. */
+static int64_t unit_count(int64_t rows, int64_t cols) {
+    if (rows <= 0 || cols <= 0) return 0;
+    int64_t rpu = rows_per_unit(cols);
+    return (rows + rpu - 1) / rpu * segments(cols);
+}
+
+/* Unit `local` of a tensor of rows x cols: rows [row, row + n_rows), columns [col, col + n_cols). */
+typedef struct {
+    int64_t row, n_rows, col, n_cols;
+} Unit;
+
+static Unit unit_at(int64_t local, int64_t rows, int64_t cols) {
+    int64_t seg = segments(cols), rpu = rows_per_unit(cols);
+    Unit u;
+    u.row = local / seg * rpu, u.col = local % seg * CHUNK;
+    u.n_rows = rows - u.row < rpu ? rows - u.row : rpu;
+    u.n_cols = cols - u.col < CHUNK ? cols - u.col : CHUNK;
+    return u;
+}
+
+/* Work on units [lo, hi); `tensor` is the tensor of unit lo. Returns 0, or nonzero on failure. */
+typedef int (*range_fn)(void *ctx, const int64_t *first, int64_t lo, int64_t hi, int64_t tensor);
+
+typedef struct {
+    range_fn fn;
+    void *ctx;
+    const int64_t *first;
+    int64_t lo, hi, tensor;
+    int result;
+} Range;
+
+static void *run_range(void *arg) {
+    Range *r = (Range *)arg;
+    r->result = r->fn(r->ctx, r->first, r->lo, r->hi, r->tensor);
+    return NULL;
+}
+
+/* fn over the units [0, first[n]) of n tensors, in up to `threads` contiguous ranges (fewer, so that each holds at
+ * least min_per_thread units). Range 0 runs on the caller; a thread that cannot start leaves its range to the
+ * caller. Returns 0, or 1 when any range failed. */
+static int run_units(range_fn fn, void *ctx, const int64_t *first, int64_t n, int threads, int64_t min_per_thread) {
+    int64_t units = first[n];
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > units / min_per_thread) threads = (int)(units / min_per_thread);
+    if (threads < 1) threads = 1;
+    Range ranges[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    char started[MAX_THREADS] = {0};
+    for (int j = 0; j < threads; j++) {
+        Range *r = ranges + j;
+        r->fn = fn, r->ctx = ctx, r->first = first, r->result = 0;
+        r->lo = units * j / threads, r->hi = units * (j + 1) / threads;
+        int64_t t = 0;
+        while (t < n && first[t + 1] <= r->lo) t++;
+        r->tensor = t;
+        if (j > 0) started[j] = pthread_create(ids + j, NULL, run_range, r) == 0;
+    }
+    run_range(ranges);
+    int failed = ranges[0].result != 0;
+    for (int j = 1; j < threads; j++) {
+        if (started[j])
+            pthread_join(ids[j], NULL);
+        else
+            run_range(ranges + j);
+        failed |= ranges[j].result != 0;
+    }
+    return failed;
+}
+
+#endif
