@@ -79,6 +79,7 @@ def test_wheel_metadata_marks_triton_and_names_the_demo_extra(wheel):
     for path in ("depthinit/cli/__init__.py", "depthinit/cli/demo.py", "depthinit/kernels/cpu_stats.c",
                  "depthinit/repro/common.py"):
         assert path in names, path
+    assert "depthinit/kernels/cpu_parallel.h" in names  # included by both C kernels
 
 
 @pytest.mark.slow
