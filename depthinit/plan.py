@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from . import schemes as S
+from .distributed import is_dtensor
 from .kernels.contract import check_seed
 from .reparam import finish, finishes, padding_rows
 from .report import align
@@ -305,7 +306,7 @@ class InitPlan:
 
         edits = _EDITS[0]
         tensors, rows, ortho = self._targets(model)
-        dtensors = any(_is_dtensor(t) for t in tensors)
+        dtensors = any(is_dtensor(t) for t in tensors)
         if dtensors:
             self.check_consistent()
         # The kernel tables (pointers, chunks, parameters) are built once and reused while the targets and
@@ -353,9 +354,9 @@ class InitPlan:
                     f"parameter {r.name!r} is on the meta device: use di.materialize(model, device=...) to allocate "
                     "and fill it"
                 )
-            tensors.append(p.data if not _is_dtensor(p) else p)
+            tensors.append(p.data if not is_dtensor(p) else p)
             if r.distribution == "orthogonal":
-                if _is_dtensor(p):
+                if is_dtensor(p):
                     raise NotImplementedError(f"orthogonal init of the sharded parameter {r.name!r} is not supported")
                 ortho.append((p.data, r.std))
         return tensors, self.fill_rows(), ortho
@@ -438,10 +439,6 @@ def _storage_key(t: torch.Tensor) -> tuple:
 
 def _global_shape(p: torch.Tensor) -> torch.Size:
     return p.shape  # DTensor.shape is the global shape
-
-
-def _is_dtensor(t: torch.Tensor) -> bool:
-    return type(t).__name__ == "DTensor" or type(getattr(t, "data", None)).__name__ == "DTensor"
 
 
 def _orthogonalize_(t: torch.Tensor, gain: float) -> None:
@@ -637,7 +634,7 @@ def tied_parameters(model: nn.Module) -> tuple[list[tuple[str, torch.Tensor]], d
     first: dict[object, torch.Tensor] = {}
     for n, p in model.named_parameters(remove_duplicate=False):
         key: object = id(p)
-        if not p.is_meta and not _is_dtensor(p) and p.numel():
+        if not p.is_meta and not is_dtensor(p) and p.numel():
             key = (p.device, p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape), tuple(p.stride()),
                    p.dtype)
         owner = first.setdefault(key, p)
