@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from .roles import is_bias_name
+
 TOTAL = "<total>"
 
 DEFAULT_STD_BAND: dict[str, tuple[float | None, float | None]] = {
@@ -217,7 +219,7 @@ class Alerts:
     def _check_depth(self, step: int, kind: str, records: list[dict], kinds: np.ndarray, fire) -> None:
         idx = [i for i in np.flatnonzero(kinds == kind).tolist()
                if records[i].get("layer") is not None and records[i].get("head") is None
-               and not records[i]["name"].endswith(".bias")]
+               and not is_bias_name(records[i]["name"])]
         stream = [i for i in idx if records[i].get("stream")]
         idx = stream or idx  # a residual network: the residual stream, not the branches' own layers
         var = np.array([records[i].get("var", math.nan) for i in idx], dtype=float)

@@ -99,11 +99,18 @@ def classify(pname: str, leaf: str, module: nn.Module, param: torch.Tensor, modu
     return _classify(pname, leaf, module, param, module_path)[0]
 
 
+def is_bias_name(name: str) -> bool:
+    """Is the parameter (or a record of it) called ``name`` a bias? Its leaf ends in ``bias`` (``fc.bias``,
+    ``in_proj_bias``) or starts with ``bias_`` (RNNs: ``bias_ih_l0``)."""
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf.endswith("bias") or leaf.startswith("bias_")
+
+
 def _classify(pname: str, leaf: str, module: nn.Module, param: torch.Tensor, module_path: str) -> tuple[str, str]:
     """(role, source): ``module`` when the module's type decides, ``name`` when the name tables do."""
     if _RESIDUAL_SCALE.search(pname) and param.numel() <= 1:
         return "residual_scale", "name"
-    if leaf.endswith("bias") or leaf.startswith("bias_"):  # RNNs: bias_ih_l0, bias_hh_l0
+    if is_bias_name(leaf):
         structural = isinstance(module, nn.RNNBase) or is_norm(module) or weight_bearing(module)
         return "bias", "module" if structural or is_conv1d_in_out(module) else "name"
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):

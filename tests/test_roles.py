@@ -175,3 +175,10 @@ def test_storage_tied_parameters_filled_once():
     p = di.init_(m, "he", seed=2)
     assert rows(p)["0.weight"].tied == ("1.weight",) and "1.weight" not in rows(p)
     assert m[0].weight.data_ptr() == m[1].weight.data_ptr()
+
+
+def test_is_bias_name_covers_module_rnn_and_fused_biases():
+    from depthinit.roles import is_bias_name
+
+    assert all(map(is_bias_name, ["bias", "fc.bias", "attn.in_proj_bias", "rnn.bias_ih_l0", "lstm.bias_hh_l1"]))
+    assert not any(map(is_bias_name, ["fc.weight", "bias_scale.weight", "biased.weight", "unbiased_norm.gain"]))
