@@ -267,12 +267,9 @@ def fill_tensors(
 ) -> None:
     """Fill ``tensors[i]`` in place with the contract values of ``rows[i]`` for ``seed``.
 
-    Every value depends only on ``(seed, rows[i].stream, global element index)`` (DESIGN.md, "The random-number
-    contract"): the same seed gives the same weights on any device, with any sharding, in any order. Element
-    ``i`` takes word ``i % 4`` of Philox4x32-10 (Salmon et al., SC'11) at counter ``(i // 4, stream, 0)``, key
-    ``seed``; a word ``w`` becomes ``u = ((w >> 9) + 0.5) * 2**-23``, then ``low + (high - low) * u`` (uniform),
-    Box-Muller ``mean + std * sqrt(-2 ln u1) * cos|sin(2 pi u2)`` on word pairs (normal), or the inverse CDF
-    (trunc_normal); see :mod:`depthinit.rng`.
+    Every value depends only on ``(seed, rows[i].stream, global element index)``: the same seed gives the same
+    weights on any device, with any sharding, in any order. The values are defined once, in :mod:`depthinit.rng`
+    (the random-number contract).
 
     Args:
         tensors: floating-point tensors (fp32, fp16, bf16, fp64), plain or DTensor, any layout.

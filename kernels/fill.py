@@ -1,20 +1,10 @@
 """Fused multi-tensor fill: one launch writes every tensor of a device, any mix of fp32, fp16 and bf16.
 
-The torch reference is :mod:`depthinit.rng` (``reference_values``, ``counter_block_values``); each device function
-below mirrors a function there, op for op, in fp32, under the random-number contract of DESIGN.md:
-
-* element ``i`` of the full logical tensor uses counter ``c = i // 4`` = ``(c_lo, c_hi, stream, 0)``, key
-  ``(seed_lo, seed_hi)``, Philox4x32-10, and takes word ``i % 4``;
-* ``unit(w) = ((w >> 9) + 0.5) * 2**-23``: fp32 convert, add, multiply by a power of two, each exact;
-* normal: per word pair ``(w0, w1)`` and ``(w2, w3)``: ``r = sqrt(-2 * log(unit(w_even)))`` (``sqrt_rn``),
-  ``t = fp32(2 pi) * unit(w_odd)``, ``z_even = r * cos(t)``, ``z_odd = r * sin(t)``, then ``mean + std * z``;
-* uniform: ``low + (high - low) * unit(w)``;
-* trunc_normal: ``p = cdf_lo + width * u``, ``q = sf_hi + width * (1 - u)``, ``|z| = ppnd7(min(p, q))`` (AS241
-  PPND7: both branches evaluated, then selected; IEEE division ``div_rn``), negative when ``p <= q``, then
-  ``mean + std * z``;
-* constant: ``mean`` (already rounded to the tensor's dtype on the host); no random numbers;
-* uniform and trunc_normal values are clamped to ``[clamp_lo, clamp_hi]``, values of the tensor's dtype
-  (uniform: the largest below ``high``), so they lie in ``[low, high)`` / ``[low, high]`` after rounding.
+The torch reference is :mod:`depthinit.rng` (``reference_values``, ``counter_block_values``), where the
+random-number contract is written out; each device function below mirrors a function there, op for op, in fp32.
+What is particular to this kernel: ``sqrt`` and the PPND7 division are the correctly rounded ``sqrt_rn`` and
+``div_rn``; PPND7 evaluates both branches, then selects; a constant's ``mean`` arrives already rounded to the
+tensor's dtype; the clamp bounds ``[clamp_lo, clamp_hi]`` are values of the tensor's dtype.
 
 Each value is rounded once to its tensor's dtype (bf16 by an integer round-to-nearest-even, identical in the
 interpreter and on the GPU). The launch disables FMA contraction (``enable_fp_fusion=False``), so every ``+`` and
