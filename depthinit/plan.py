@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import operator
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -21,9 +20,10 @@ import torch
 from torch import nn
 
 from . import schemes as S
+from .apply import EDITS, apply_plan, targets
 from .distributed import is_dtensor
 from .kernels.contract import check_seed
-from .reparam import finish, finishes, padding_rows
+from .reparam import padding_rows
 from .report import align
 from .roles import SOURCES, locate
 from .structure import trace_structure
@@ -35,7 +35,6 @@ GROWTH_WARN_LOW = 1e-4
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-_EDITS = [0]  # edits of PlanRows made so far (see PlanRow.__setattr__)
 
 
 class VarianceWarning(UserWarning):
@@ -77,7 +76,7 @@ class PlanRow:
         if not d.get("_ready"):
             object.__setattr__(self, key, value)
             return
-        _EDITS[0] += 1  # any edit of any row: a plan's cached fill is checked again (InitPlan.apply)
+        EDITS[0] += 1  # any edit of any row: a plan's cached fill is checked again (InitPlan.apply)
         if key in ("std", "mean") and self.low is not None and self.high is not None and not d.get("_explicit"):
             old_mean, old_std = self.mean, self.std
             object.__setattr__(self, key, value)
@@ -287,40 +286,7 @@ class InitPlan:
         model = model if model is not None else self.model
         if model is None:
             raise ValueError("this plan is not bound to a model: call plan.apply(model)")
-        walk = _walk(model)
-        cached = self._cache.get("apply")
-        if cached is None or not cached.matches(self, model, backend, walk):
-            self._cache.pop("apply", None)  # drop the old tables (and the tensors they hold) first
-            cached = self._resolve(model, backend, walk)
-        with torch.no_grad():
-            if cached.fill is not None:
-                cached.fill(self.seed)
-            for t, gain in cached.ortho:
-                _orthogonalize_(t, gain)
-        finish(model, cached.finishing)
-        return model
-
-    def _resolve(self, model: nn.Module, backend: str, walk: tuple) -> _Applied:
-        from .distributed import local_tensor
-        from .fill import prepare_fill
-
-        edits = _EDITS[0]
-        tensors, rows, ortho = self._targets(model)
-        dtensors = any(is_dtensor(t) for t in tensors)
-        if dtensors:
-            self.check_consistent()
-        # The kernel tables (pointers, chunks, parameters) are built once and reused while the targets and
-        # rows stay the same (re-initializing a model, a seed sweep).
-        key = (backend, tuple(rows), tuple(_storage_key(local_tensor(t)) for t in tensors))
-        old = self._cache.get("fill")
-        if old is None or old[0] != key:
-            old = self._cache["fill"] = (key, prepare_fill(tensors, rows, backend) if tensors else None)
-        applied = _Applied(model, backend, edits, list(self.rows), *walk, [], (), old[1], ortho, _finishing(model))
-        if not dtensors:  # DTensor plans check consistency across ranks on every call: never the fast path
-            applied.targets = [p for p in _target_params(model, self.rows)]
-            applied.layout = _layout(applied.targets)
-            self._cache["apply"] = applied
-        return applied
+        return apply_plan(self, model, backend)
 
     def fill_rows(self) -> list:
         """The plan's rows as ``FillRow``s of the kernel contract (``keep`` rows excluded)."""
@@ -338,123 +304,9 @@ class InitPlan:
             out.append(FillRow(DIST_CODES[dist], mean, std, low, high, r.stream))
         return out
 
-    def _targets(self, model: nn.Module):
-        params = dict(model.named_parameters(remove_duplicate=False))
-        tensors, ortho = [], []
-        for r in self.rows:
-            if r.distribution == "keep":
-                continue
-            p = params.get(r.name)
-            if p is None:
-                raise ValueError(f"plan row {r.name!r} names no parameter of this model")
-            if tuple(_global_shape(p)) != tuple(r.shape):
-                raise ValueError(f"plan row {r.name!r} has shape {r.shape}, the model's parameter {tuple(p.shape)}")
-            if p.is_meta:
-                raise ValueError(
-                    f"parameter {r.name!r} is on the meta device: use di.materialize(model, device=...) to allocate "
-                    "and fill it"
-                )
-            tensors.append(p.data if not is_dtensor(p) else p)
-            if r.distribution == "orthogonal":
-                if is_dtensor(p):
-                    raise NotImplementedError(f"orthogonal init of the sharded parameter {r.name!r} is not supported")
-                ortho.append((p.data, r.std))
-        return tensors, self.fill_rows(), ortho
-
-
-@dataclass
-class _Applied:
-    """What :meth:`InitPlan.apply` resolved, kept for the next call while :meth:`matches` holds."""
-
-    model: nn.Module
-    backend: str
-    edits: int  # _EDITS when the rows were read
-    rows: list  # the PlanRow objects
-    names: list  # the walk's names and objects (see _walk)
-    objects: list
-    targets: list  # the Parameter of each filled row
-    layout: tuple  # data pointers, dtypes, shapes, strides of the targets (_layout)
-    fill: Any  # PreparedFill or None
-    ortho: list
-    finishing: list  # the modules finish() looks at (a function of the walk's modules and parameters)
-
-    def matches(self, plan: InitPlan, model: nn.Module, backend: str, walk: tuple) -> bool:
-        return (
-            model is self.model
-            and backend == self.backend
-            and _EDITS[0] == self.edits
-            and _same_objects(plan.rows, self.rows)
-            and walk[0] == self.names
-            and _same_objects(walk[1], self.objects)
-            and _layout(self.targets) == self.layout
-        )
-
-
-def _same_objects(a: list, b: list) -> bool:
-    return len(a) == len(b) and all(map(operator.is_, a, b))
-
-
-_DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
-
-
-def _layout(params: list) -> tuple[list, ...]:
-    """Data pointers, dtypes, shapes and strides of ``params`` (one C-level map each: ~0.4 us a tensor)."""
-    T = torch.Tensor
-    return (list(map(T.data_ptr, params)), list(map(_DTYPE, params)), list(map(_SHAPE, params)),
-            list(map(T.stride, params)))  # fmt: skip
-
-
-def _walk(model: nn.Module) -> tuple[list, list]:
-    """The names and objects of every module's ``_parameters`` and ``_modules`` in a fixed order: equal lists
-    (names equal, objects identical) mean the same modules and parameters under the same names."""
-    names: list = []
-    objects: list = [model]
-    stack = [model]
-    pop, push, name, obj = stack.pop, stack.extend, names.extend, objects.extend
-    while stack:
-        mod = pop()
-        params, children = mod._parameters, mod._modules
-        name(params)
-        obj(params.values())
-        if children:
-            name(children)
-            obj(children.values())
-            push(c for c in children.values() if c is not None)
-    return names, objects
-
-
-def _finishing(model: nn.Module) -> list:
-    """The modules :func:`~depthinit.reparam.finish` has to look at after a fill."""
-    return [m for m in model.modules() if finishes(m)]
-
-
-def _target_params(model: nn.Module, rows: list) -> Iterator[torch.Tensor]:
-    params = dict(model.named_parameters(remove_duplicate=False))
-    return (params[r.name] for r in rows if r.distribution != "keep")
-
-
-def _storage_key(t: torch.Tensor) -> tuple:
-    return (t.device, t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()))
-
-
-def _global_shape(p: torch.Tensor) -> torch.Size:
-    return p.shape  # DTensor.shape is the global shape
-
-
-def _orthogonalize_(t: torch.Tensor, gain: float) -> None:
-    """Turn a tensor of contract normals into a (semi-)orthogonal matrix, as ``torch.nn.init.orthogonal_``."""
-    if t.numel() == 0:
-        return
-    rows = t.size(0)
-    cols = t.numel() // rows
-    flat = t.reshape(rows, cols).double()
-    if rows < cols:
-        flat = flat.t()
-    q, r = torch.linalg.qr(flat)
-    q *= torch.sign(torch.diagonal(r, 0))
-    if rows < cols:
-        q = q.t()
-    t.copy_((q * gain).reshape(t.shape).to(t.dtype))
+    def _targets(self, model: nn.Module) -> tuple[list, list, list]:
+        """The tensors the plan fills, their ``FillRow``s, and the ``(tensor, gain)`` of orthogonal rows."""
+        return targets(self, model)
 
 
 _ROW_TYPES: dict[str, Callable[[Any], bool]] = {
