@@ -1,4 +1,4 @@
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # Extras: what each optional feature needs (`pip install "depthinit[demo]"`). Keep one entry a line.
 PLOTS = ["matplotlib"]
@@ -38,7 +38,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["depthinit", "depthinit.cli", "depthinit.kernels", "depthinit.repro", "depthinit.integrations"],
+    # every subpackage of depthinit/ (found, not listed), and the top-level kernels/ folder as depthinit.kernels
+    packages=[*find_packages(include=["depthinit", "depthinit.*"]), "depthinit.kernels"],
     package_dir={"depthinit": "depthinit", "depthinit.kernels": "kernels"},
     package_data={"depthinit.kernels": ["*.c", "*.h"]},
     install_requires=[

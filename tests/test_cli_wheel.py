@@ -80,6 +80,7 @@ def test_wheel_metadata_marks_triton_and_names_the_demo_extra(wheel):
                  "depthinit/repro/common.py"):
         assert path in names, path
     assert "depthinit/kernels/cpu_parallel.h" in names  # included by both C kernels
+    assert "depthinit/schemes/transformer.py" in names  # subpackages are found, not listed
 
 
 @pytest.mark.slow
