@@ -40,7 +40,7 @@ from . import schemes as S
 from .outputs import first_floating
 from .plan import InitPlan, VarianceWarning
 from .plan import plan as make_plan
-from .probe import _capture, _check_input, _resolve_modules, _stats_host
+from .probe.hooks import capture, check_input, resolve_modules, stats_host
 
 MODES = ("K", "lsuv")
 Target = float | Sequence[float] | Callable[[int, int], float]
@@ -48,8 +48,8 @@ Target = float | Sequence[float] | Callable[[int, int], float]
 
 def _forward_vars(model: nn.Module, x: Any, names: Sequence[str]) -> dict[str, float]:
     """Output variance of each module in ``names`` (forward only, one fused stats call)."""
-    _, fwd, _, _ = _capture(model, x, names)
-    return {n: v for n, (v, _, nf) in _stats_host(fwd).items()} if fwd else {}
+    _, fwd, _, _ = capture(model, x, names)
+    return {n: v for n, (v, _, nf) in stats_host(fwd).items()} if fwd else {}
 
 
 def _end_to_end(model: nn.Module, x: Any, names: Sequence[str]) -> float:
@@ -118,8 +118,8 @@ def calibrate(
         raise ValueError(f"tol must be in (0, 1), got {tol!r}")
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
-    _check_input(example_input)
-    names = _resolve_modules(model, modules)
+    check_input(example_input)
+    names = resolve_modules(model, modules)
     if mode == "K":
         with warnings.catch_warnings():  # the gain is measured here: the plan's growth prediction is moot
             warnings.simplefilter("ignore", VarianceWarning)
@@ -281,7 +281,7 @@ def _calibrate_lsuv(model, x, target, scheme, seed, names, tol, max_iter, option
         total, converged = 1.0, False
         for _ in range(max_iter):
             out = first_floating(mod.forward(*args, **kwargs))  # forward() itself: no hooks run again
-            var = math.nan if out is None else _stats_host({name: out})[name][0]  # one fused stats call
+            var = math.nan if out is None else stats_host({name: out})[name][0]  # one fused stats call
             if not (math.isfinite(var) and var > 0):
                 raise ValueError(
                     f"lsuv: the output of {name!r} has variance {var} (zero or non-finite) under {p.scheme!r}; "

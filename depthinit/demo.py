@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .probe import COLORS, align, figure
+from .plots import COLORS, figure
+from .report import align
 from .repro.common import evaluate
 
 DEFAULT_SCHEMES = (
@@ -208,7 +209,7 @@ def _best(r: RunResult) -> tuple[float, int]:
 def plot_training(results: Sequence[RunResult], path: str, title: str) -> str:
     """Training loss (log scale) and test accuracy per epoch, one line per initialization; the legend gives
     each run's final and best test accuracy (a star marks the best epoch)."""
-    fig, axes = figure(1, 2, figsize=(13, 5.4))
+    fig, axes = figure(1, 2, figsize=(13, 5.4), squeeze=True)
     for i, r in enumerate(results):
         c, ls = _style(i, r)
         loss = [v if math.isfinite(v) else math.nan for v in r.train_loss]
@@ -255,7 +256,7 @@ def plot_monitor(results: Sequence[RunResult], path: str, title: str) -> str:
     monitored step of every run, log scale."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = figure(1, 2, figsize=(13, 5.2))
+    fig, axes = figure(1, 2, figsize=(13, 5.2), squeeze=True)
     for ax, kind, name in ((axes[0], "act", "activation (layer output) std"), (axes[1], "grad", "weight-gradient std")):
         for i, r in enumerate(results):
             prof = _layer_profile(getattr(r, "_history", []), kind)

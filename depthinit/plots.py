@@ -11,6 +11,8 @@ drawn with the Agg canvas (no display, no pyplot state) and returned as ``matplo
   coloured by depth): the figure of the 12-layer GPT-2 study of arXiv 2509.05018 (shallow layers
   expanding fast, deeper ones slowly).
 * :func:`plot_run` — all of the above into a folder; ``depthinit plot run.jsonl -o out/`` on the command line.
+* :func:`probe_profile` — the forward/backward variance per layer of a :class:`~depthinit.probe.ProbeReport`
+  (``report.plot(path)``).
 
 >>> paths = plot_run("run.jsonl", "plots/")
 """
@@ -341,3 +343,66 @@ def plot_run(source: Any, out_dir: str | os.PathLike, stat: str = "std", steps: 
         if any(r.get("qkv") and _keep(r, k, stat, False, False) for r in recs):
             save(qkv(recs, k, stat), f"qkv_{k}")
     return out
+
+
+# ------------------------------------------------------------------------------------------ probe report
+
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf")  # matplotlib's tab10: one colour per compared initialization
+
+
+def _positive(v: float | None) -> float:
+    return math.nan if v is None or not (v > 0) else v
+
+
+def _layer_axis(ax, names: Sequence[tuple[int, str]], max_named: int = 24) -> None:
+    """Integer layer ticks; up to ``max_named`` layers are labelled with their module names."""
+    from matplotlib.ticker import MaxNLocator
+
+    if names and len(names) <= max_named and not all(n.isdigit() for _, n in names):  # Sequential: indices
+        ax.set_xticks([i for i, _ in names], [f"{i}  {n}" for i, n in names], rotation=60, ha="right", fontsize=7,
+                      rotation_mode="anchor")
+        ax.set_xlabel("layer (probed module)")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ends = f"; layer 1 is module '{names[0][1]}', layer {names[-1][0]} is '{names[-1][1]}'" if names else ""
+        ax.set_xlabel(f"layer (probed modules in forward order{ends})")
+
+
+def probe_profile(report: Any, title: str | None = None):
+    """Forward (module output) and backward (output gradient) variance per layer of a
+    :class:`~depthinit.probe.ProbeReport`, log scale: one colour per initialization, measured solid, theory
+    dashed. Returns the ``Figure`` (:meth:`ProbeReport.plot <depthinit.probe.ProbeReport.plot>` saves it)."""
+    fig, axes = figure(1, 2, figsize=(13, 5.2), squeeze=True)
+    from matplotlib.lines import Line2D
+
+    any_theory = False
+    for i, r in enumerate(report.results):
+        c = COLORS[i % len(COLORS)]
+        xs = [x.index for x in r.layers]
+        for ax, key in ((axes[0], "fwd"), (axes[1], "bwd")):
+            ys = [_positive(getattr(x, key)) for x in r.layers]
+            ax.plot(xs, ys, "-", color=c, lw=1.8, marker="o", ms=2.5, label=f"{r.label} ({r.verdict})")
+            th = [_positive(getattr(x, "theory_" + key)) for x in r.layers]
+            if any(t is not None and not math.isnan(t) for t in th):
+                any_theory = True
+                ax.plot(xs, [math.nan if t is None else t for t in th], "--", color=c, lw=1.3, alpha=0.9)
+    axes[0].set_title("forward: variance of each layer's output")
+    axes[1].set_title("backward: variance of the gradient w.r.t. each layer's output")
+    names = [(x.index, x.name) for x in report.results[0].layers] if report.results else []
+    for ax in axes:
+        ax.set_yscale("log")
+        _layer_axis(ax, names)
+        ax.set_ylabel("variance")
+        ax.grid(True, which="major", alpha=0.35)
+        lo, hi = ax.get_ylim()
+        if hi / max(lo, 1e-300) < 100:  # keep at least two decades visible: flat lines look flat
+            mid = math.sqrt(lo * hi)
+            ax.set_ylim(mid / 10, mid * 10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    style = [Line2D([], [], color="k", lw=1.8, ls="-"), Line2D([], [], color="k", lw=1.3, ls="--")]
+    if any_theory:
+        handles, labels = handles + style, labels + ["measured", "theory (mean field)"]
+    axes[0].legend(handles, labels, fontsize=8, loc="best")
+    fig.suptitle(title or (f"signal propagation at init: {report.model}" if report.model else "signal propagation"))
+    return fig

@@ -9,7 +9,7 @@ import torch
 import depthinit as di
 from depthinit.calibrate import _forward_vars, calibrate
 from depthinit.models import mlp
-from depthinit.probe import _default_modules
+from depthinit.probe import default_modules
 
 DEPTH, WIDTH = 54, 128  # the 54-layer ReLU MLP of arXiv 2509.05018 (width 128 keeps the test fast)
 
@@ -22,7 +22,7 @@ def _x(seed, batch=128, features=WIDTH):
 
 
 def _variances(model, x):
-    names = _default_modules(model)
+    names = default_modules(model)
     v = _forward_vars(model, x, names)
     return [v[n] for n in names]
 

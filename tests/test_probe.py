@@ -290,4 +290,4 @@ def test_cli_probe_bad_scheme_one_line(capsys):
 def test_calibrate_is_reexported():
     from depthinit.calibrate import calibrate
 
-    assert P.calibrate is calibrate
+    assert di.calibrate is calibrate  # the package's name; depthinit.probe does not import the calibration

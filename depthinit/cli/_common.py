@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import check_installed
-from ..probe import _parse_value as parse_value  # the value grammar of `probe --schemes`
+from ..probe import parse_value  # the value grammar of `probe --schemes`
 from ..repro.common import positive_int  # noqa: F401 - the argument type of the repro studies, used here too
 
 
