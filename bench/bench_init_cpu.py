@@ -27,7 +27,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -40,6 +39,10 @@ from torch import nn  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+
+from _results import print_rows, timing_row, write_json  # noqa: E402
 
 import depthinit as di  # noqa: E402
 from depthinit.fill import prepare_fill, warmup_cpu  # noqa: E402
@@ -64,15 +67,48 @@ def summary(times: list[float]) -> dict:
 
 
 def report(title: str, times: dict[str, list[float]], base: str, target: str, ratio_target: float) -> dict:
-    """Print median and spread of each candidate and the ratio ``median(base) / median(target)``."""
-    print(f"\n[{title}]")
+    """The comparison as data: ``title``, ``times`` (candidate -> median / min / max s), ``ratio``
+    (``median(base) / median(target)``), ``target`` (the ratio's target), ``rows`` (one
+    :func:`_results.timing_row` per candidate, its ratio against ``base``)."""
     out = {k: summary(v) for k, v in times.items()}
-    for k, s in out.items():
-        print(f"  {k:<28} median {s['median'] * 1e3:9.2f} ms   spread {s['min'] * 1e3:9.2f} - {s['max'] * 1e3:9.2f} ms")
-    ratio = out[base]["median"] / out[target]["median"]
-    verdict = "meets" if ratio >= ratio_target else "MISSES"
-    print(f"  {target} is {ratio:.2f}x {base} (target >= {ratio_target}x: {verdict})")
-    return {"times": out, "ratio": ratio, "target": ratio_target}
+    base_s = out[base]["median"]
+    rows = [timing_row(title, k, v, None if k == base else base, None if k == base else base_s) for k, v in
+            times.items()]  # fmt: skip
+    return {"title": title, "times": out, "ratio": base_s / out[target]["median"], "target": ratio_target,
+            "baseline": base, "candidate": target, "rows": rows}
+
+
+def print_report(res: dict) -> None:
+    """Print one comparison of :func:`report` (and the steady-state extras) from its data."""
+    print(f"\n[{res['title']}]")
+    print_rows(res["rows"])
+    verdict = "meets" if res["ratio"] >= res["target"] else "MISSES"
+    print(f"  {res['candidate']} is {res['ratio']:.2f}x {res['baseline']} (target >= {res['target']}x: {verdict})")
+    if "ratio_cached_fill" in res:
+        p = res["prepare_s"]
+        print(f"  the cached fill alone (what plan.apply() runs after its own per-call checks) is "
+              f"{res['ratio_cached_fill']:.2f}x the loop")  # fmt: skip
+        print(f"  preparing the tables (prepare_fill): median {p['median'] * 1e3:.1f} ms, "
+              f"spread {p['min'] * 1e3:.1f} - {p['max'] * 1e3:.1f} ms")  # fmt: skip
+
+
+def print_first_call(out: dict) -> None:
+    print(f"\n[first di.init_ of a {out['empty cache']['params'] / 1e6:.1f}M-parameter MLP in a fresh process]")
+    for label, r in out.items():
+        print(f"  {label:<12} first call {r['first_call_s']:.2f} s (target <= 1 s), of which the C compiler used "
+              f"{r['compiler_cpu_s']:.2f} s of CPU")  # fmt: skip
+
+
+def print_results(results: dict) -> None:
+    """The human report of :func:`run`'s result."""
+    for key, entry in results.items():
+        if key == "first_call":
+            print_first_call(entry)
+        elif "ratio" in entry:
+            print_report(entry)
+        else:  # the throughput comparisons
+            for sub in entry.values():
+                print_report(sub)
 
 
 # ------------------------------------------------------------------------------------------------ throughput
@@ -153,10 +189,6 @@ def steady_state(name: str, build, scheme: str, reps: int) -> dict:
                  "torch.nn.init loop", "plan.apply()", 1.5)  # fmt: skip
     fill = res["times"]["cached fill (PreparedFill)"]["median"]
     res["ratio_cached_fill"] = res["times"]["torch.nn.init loop"]["median"] / fill
-    print(f"  the cached fill alone (what plan.apply() runs after its own per-call checks) is "
-          f"{res['ratio_cached_fill']:.2f}x the loop")  # fmt: skip
-    print(f"  preparing the tables (prepare_fill): median {statistics.median(prepare_s) * 1e3:.1f} ms, "
-          f"spread {min(prepare_s) * 1e3:.1f} - {max(prepare_s) * 1e3:.1f} ms")  # fmt: skip
     res["prepare_s"] = summary(prepare_s)
     return res
 
@@ -186,10 +218,6 @@ def first_call() -> dict:
             call, imports, n, cc = res.stdout.split()
             out[label] = {"first_call_s": float(call), "import_and_build_model_s": float(imports), "params": int(n),
                           "compiler_cpu_s": float(cc)}  # fmt: skip
-    print(f"\n[first di.init_ of a {out['empty cache']['params'] / 1e6:.1f}M-parameter MLP in a fresh process]")
-    for label, r in out.items():
-        print(f"  {label:<12} first call {r['first_call_s']:.2f} s (target <= 1 s), of which the C compiler used "
-              f"{r['compiler_cpu_s']:.2f} s of CPU")  # fmt: skip
     return out
 
 
@@ -215,6 +243,25 @@ def llama_309m(reps: int) -> dict:
                   "HF construction + init", "meta -> to_empty -> di.init_", 3.0)  # fmt: skip
 
 
+def run(reps: int = 5, skip_gpt2: bool = False, with_first_call: bool = False, llama: bool = False) -> dict:
+    """Every comparison (see the module docstring) as data: case -> :func:`report` result (``throughput``: one
+    per distribution, ``first_call``: :func:`first_call`)."""
+    from depthinit.models import mlp
+
+    results = {"throughput": throughput(reps)}
+    results["mlp54x128"] = steady_state("MLP 54 x 128", lambda: mlp(depth=54, width=128), "he", reps)
+    results["mlp54x512"] = steady_state("MLP 54 x 512", lambda: mlp(depth=54, width=512), "he", reps)
+    results["2000x64x64"] = steady_state("2,000 tensors of 64x64", lambda: Tensors(2000, 64), "normal", reps)
+    results["10000x16x16"] = steady_state("10,000 tensors of 16x16", lambda: Tensors(10000, 16), "normal", reps)
+    if not skip_gpt2:
+        results["gpt2_355m"] = steady_state("HF GPT-2 355M", hf_gpt2_355m, "gpt2", max(3, reps // 2))
+    if with_first_call:
+        results["first_call"] = first_call()
+    if llama:
+        results["llama_309m"] = llama_309m(max(3, reps // 2))
+    return results
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="interleaved rounds of each candidate")
@@ -222,28 +269,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-gpt2", action="store_true", help="skip HF GPT-2 355M")
     ap.add_argument("--first-call", action="store_true", help="also time the first call in fresh processes")
     ap.add_argument("--llama", action="store_true", help="also HF Llama 309M construction vs meta + di.init_")
-    ap.add_argument("--json", default=None, help="write the numbers to this JSON file")
+    ap.add_argument("--json", default=None, help="write the numbers to this JSON file (- prints them)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY')}; C kernel built or loaded in {warmup_cpu():.2f} s")  # fmt: skip
-    from depthinit.models import mlp
-
-    results = {"throughput": throughput(args.reps)}
-    results["mlp54x128"] = steady_state("MLP 54 x 128", lambda: mlp(depth=54, width=128), "he", args.reps)
-    results["mlp54x512"] = steady_state("MLP 54 x 512", lambda: mlp(depth=54, width=512), "he", args.reps)
-    results["2000x64x64"] = steady_state("2,000 tensors of 64x64", lambda: Tensors(2000, 64), "normal", args.reps)
-    results["10000x16x16"] = steady_state("10,000 tensors of 16x16", lambda: Tensors(10000, 16), "normal", args.reps)
-    if not args.skip_gpt2:
-        results["gpt2_355m"] = steady_state("HF GPT-2 355M", hf_gpt2_355m, "gpt2", max(3, args.reps // 2))
-    if args.first_call:
-        results["first_call"] = first_call()
-    if args.llama:
-        results["llama_309m"] = llama_309m(max(3, args.reps // 2))
+    results = run(args.reps, args.skip_gpt2, args.first_call, args.llama)
+    print_results(results)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1, default=float)
+        write_json(results, args.json)
     return results
 
 

@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-if __name__ == "__main__":  # run as a script from a checkout: make the package importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+from _results import write_json  # noqa: E402  (it also makes the checkout's package importable)
 
 
 class WatchLike:
@@ -272,7 +273,8 @@ def parser(defaults: dict | None = None, description: str | None = None) -> argp
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--amp", default="none", choices=("none", "bf16"), help="autocast dtype")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (monitor hooks included)")
-    ap.add_argument("--json", action="store_true", help="print the result as JSON")
+    ap.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
+                    help="save the result as JSON to PATH (without PATH: print it instead of the report)")
     ap.add_argument("--no-wandb", dest="wandb", action="store_false", help="leave out the real wandb.watch")
     ap.set_defaults(**(defaults or {}))
     return ap
@@ -374,10 +376,12 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
         wandb.teardown()
     worst = max(results, key=lambda r: r["overhead_pct"]["depthinit"])
     res = {**worst, "models": results}
-    if args.json:
+    if args.json == "-":
         print(json.dumps(res, indent=2))
     else:
         print("\n\n".join(report(r) for r in results))
+        if args.json:
+            write_json(res, args.json)
     return res
 
 

@@ -17,16 +17,22 @@ OpenMP regions are sensitive to other processes on the same cores: run it on a q
 ``--threads 1 --clock cpu`` (CPU time of one thread, robust to other load). Usage::
 
     .venv/bin/python bench/bench_stats_cpu.py [--reps 15] [--loop-reps 3] [--width 576] [--blocks 25]
-                                              [--threads N] [--clock cpu]
+                                              [--threads N] [--clock cpu] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import torch
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+from _results import print_rows, timing_row, write_json  # noqa: E402
 
 
 def make_params(width: int, blocks: int, seed: int = 0) -> list[torch.Tensor]:
@@ -44,7 +50,81 @@ def var_mean_loop(params):
     return out
 
 
+SUMMARY_TARGETS = {"speedup_vs_var_mean": (">=", 10.0), "ratio_vs_sum": (">=", 0.8), "ratio_vs_sum_loop": ("", None),
+                   "tiny_speedup_vs_var_mean": (">=", 10.0), "host_ms_10000": ("<=", 10.0)}  # fmt: skip
+STACK, TINY, HOST = "stack", "10,000 x 256", "10,000 x 1 element"
+
+
+def run(reps: int = 15, loop_reps: int = 3, width: int = 576, blocks: int = 25, threads: int | None = None,
+        clock: str = "wall") -> dict:
+    """Time the candidates (see the module docstring); returns ``{"config", "first_call_s", "rows", "summary",
+    "targets"}``: ``rows`` one :func:`_results.timing_row` per candidate (ratio against its baseline loop, GB/s of
+    reading the stack's bytes once), ``summary`` the ratios of medians and the host time (``SUMMARY_TARGETS``)."""
+    timer = time.perf_counter if clock == "wall" else time.process_time
+    if threads:
+        torch.set_num_threads(threads)
+
+    from depthinit.stats import layer_stats
+
+    params = make_params(width, blocks)
+    n = sum(p.numel() for p in params)
+    flat = torch.cat([p.reshape(-1) for p in params])
+    t = time.perf_counter()
+    layer_stats(params, backend="torch")
+    first_call_s = time.perf_counter() - t
+
+    tiny = [torch.randn(256) for _ in range(10_000)]
+    ones = [torch.randn(1) for _ in range(10_000)]
+    # candidate -> (what is measured, callable, baseline candidate)
+    cands = {
+        "layer_stats": (STACK, lambda: layer_stats(params, backend="torch").data, "var_mean+item loop"),
+        "var_mean+item loop": (STACK, lambda: var_mean_loop(params), None),
+        "x.sum() one tensor": (STACK, lambda: flat.sum(), None),
+        "p.sum() loop": (STACK, lambda: [p.sum() for p in params], None),
+        "tiny: layer_stats": (TINY, lambda: layer_stats(tiny, backend="torch").data, "tiny: var_mean+item loop"),
+        "tiny: var_mean+item loop": (TINY, lambda: var_mean_loop(tiny), None),
+        "host: 10,000 x 1 element": (HOST, lambda: layer_stats(ones, backend="torch").data, None),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cands}
+    for _, f, _ in cands.values():  # warm-up
+        f()
+    slow = ("var_mean+item loop", "tiny: var_mean+item loop")
+    for rep in range(reps):
+        for k, (_, f, _) in cands.items():
+            if k in slow and rep >= loop_reps:
+                continue
+            t = timer()
+            f()
+            times[k].append(timer() - t)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = [timing_row(what, k, times[k], base, med[base] if base else None, n * 4 if what == STACK else None)
+            for k, (what, _, base) in cands.items()]  # fmt: skip
+    summary = {"speedup_vs_var_mean": med["var_mean+item loop"] / med["layer_stats"],
+               "ratio_vs_sum": med["x.sum() one tensor"] / med["layer_stats"],
+               "ratio_vs_sum_loop": med["p.sum() loop"] / med["layer_stats"],
+               "tiny_speedup_vs_var_mean": med["tiny: var_mean+item loop"] / med["tiny: layer_stats"],
+               "host_ms_10000": med["host: 10,000 x 1 element"] * 1e3}  # fmt: skip
+    config = {"reps": reps, "loop_reps": loop_reps, "width": width, "blocks": blocks, "tensors": len(params),
+              "elements": n, "bytes": n * 4, "threads": torch.get_num_threads(), "clock": clock}  # fmt: skip
+    return {"config": config, "first_call_s": first_call_s, "rows": rows, "summary": summary,
+            "targets": {k: list(v) for k, v in SUMMARY_TARGETS.items() if v[1] is not None}}
+
+
+def print_result(res: dict) -> None:
+    c, s = res["config"], res["summary"]
+    print(f"{c['tensors']} tensors, {c['elements'] / 1e6:.1f}M fp32 parameters ({c['bytes'] / 1e9:.2f} GB), "
+          f"{c['threads']} threads, {c['clock']} clock")  # fmt: skip
+    print(f"first layer_stats call (builds or loads the CPU kernel): {res['first_call_s']:.1f} s")
+    print_rows(res["rows"])
+    print(f"speed-up over var_mean+.item() loop:        {s['speedup_vs_var_mean']:.1f}x (target >= 10x)")
+    print(f"speed-up over the loop, 10,000 x 256:      {s['tiny_speedup_vs_var_mean']:.1f}x (target >= 10x)")
+    print(f"throughput / x.sum() throughput:            {s['ratio_vs_sum']:.2f}x (target >= 0.8x)")
+    print(f"throughput / p.sum() loop throughput:       {s['ratio_vs_sum_loop']:.2f}x")
+    print(f"host time of one call on 10,000 tensors:    {s['host_ms_10000']:.1f} ms (target <= 10 ms)")
+
+
 def main(argv=None) -> dict:
+    """Run, print the table; ``--json PATH`` also saves :func:`run`'s result. Returns the ``summary`` ratios."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=15, help="interleaved rounds of each candidate")
     ap.add_argument("--loop-reps", type=int, default=3, help="repetitions of the slow var_mean+item loop")
@@ -54,64 +134,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: perf_counter; cpu: process CPU time (robust to other processes on the machine, "
                          "meaningful with --threads 1)")  # fmt: skip
+    ap.add_argument("--json", metavar="PATH", default=None, help="also save the result as JSON (- prints it)")
     args = ap.parse_args(argv)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    from depthinit.stats import layer_stats
-
     t0 = time.perf_counter()
-    params = make_params(args.width, args.blocks)
-    n = sum(p.numel() for p in params)
-    flat = torch.cat([p.reshape(-1) for p in params])
-    print(f"{len(params)} tensors, {n / 1e6:.1f}M fp32 parameters ({n * 4 / 1e9:.2f} GB), "
-          f"{torch.get_num_threads()} threads, {args.clock} clock")  # fmt: skip
-
-    t = time.perf_counter()
-    layer_stats(params, backend="torch")
-    print(f"first layer_stats call (builds or loads the CPU kernel): {time.perf_counter() - t:.1f} s")
-
-    cands = {
-        "layer_stats": lambda: layer_stats(params, backend="torch").data,
-        "var_mean+item loop": lambda: var_mean_loop(params),
-        "x.sum() one tensor": lambda: flat.sum(),
-        "p.sum() loop": lambda: [p.sum() for p in params],
-    }
-    tiny = [torch.randn(256) for _ in range(10_000)]
-    ones = [torch.randn(1) for _ in range(10_000)]
-    cands["tiny: layer_stats"] = lambda: layer_stats(tiny, backend="torch").data
-    cands["tiny: var_mean+item loop"] = lambda: var_mean_loop(tiny)
-    cands["host: 10,000 x 1 element"] = lambda: layer_stats(ones, backend="torch").data
-    times = {k: [] for k in cands}
-    for f in cands.values():  # warm-up
-        f()
-    slow = ("var_mean+item loop", "tiny: var_mean+item loop")
-    for rep in range(args.reps):
-        for k, f in cands.items():
-            if k in slow and rep >= args.loop_reps:
-                continue
-            t = clock()
-            f()
-            times[k].append(clock() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    gb = n * 4 / 1e9
-    for k, v in times.items():
-        rate = f"{gb / med[k]:6.1f} GB/s" if not k.startswith(("tiny", "host")) else ""
-        print(f"  {k:26s} median {med[k] * 1e3:8.2f} ms  spread {min(v) * 1e3:8.2f} - {max(v) * 1e3:8.2f} ms  {rate}")
-    speedup = med["var_mean+item loop"] / med["layer_stats"]
-    tiny_speedup = med["tiny: var_mean+item loop"] / med["tiny: layer_stats"]
-    read_ratio = med["x.sum() one tensor"] / med["layer_stats"]
-    loop_ratio = med["p.sum() loop"] / med["layer_stats"]
-    host_ms = med["host: 10,000 x 1 element"] * 1e3
-    print(f"speed-up over var_mean+.item() loop:        {speedup:.1f}x (target >= 10x)")
-    print(f"speed-up over the loop, 10,000 x 256:      {tiny_speedup:.1f}x (target >= 10x)")
-    print(f"throughput / x.sum() throughput:            {read_ratio:.2f}x (target >= 0.8x)")
-    print(f"throughput / p.sum() loop throughput:       {loop_ratio:.2f}x")
-    print(f"host time of one call on 10,000 tensors:    {host_ms:.1f} ms (target <= 10 ms)")
+    res = run(args.reps, args.loop_reps, args.width, args.blocks, args.threads, args.clock)
+    print_result(res)
     print(f"total benchmark time: {time.perf_counter() - t0:.0f} s")
-    return {"speedup_vs_var_mean": speedup, "ratio_vs_sum": read_ratio, "ratio_vs_sum_loop": loop_ratio,
-            "tiny_speedup_vs_var_mean": tiny_speedup, "host_ms_10000": host_ms}  # fmt: skip
+    if args.json:
+        write_json(res, args.json)
+    return res["summary"]
 
 
 if __name__ == "__main__":

@@ -237,7 +237,7 @@ def table_rows(res: dict) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """The rows aligned as ``depthinit bench`` prints its table (the fraction of the copy leads the note)."""
-    from depthinit.bench import Row, table
+    from depthinit.applications.bench import Row, table
 
     def note(r: dict) -> str:
         pct = "" if r["pct_copy"] is None else f"{100 * r['pct_copy']:.1f}% of copy"
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from depthinit.bench import _finite
+    from depthinit.report import json_safe
 
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine, or pass --dry-run", file=sys.stderr)
@@ -315,11 +315,11 @@ def main(argv=None) -> int:
             ok = ok and t.get("ran", False) and t.get("failed", 1) + t.get("errors", 1) == 0
         res["table"] = table_rows(res)
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(_finite(res), f, indent=1, default=str, allow_nan=False)
+            json.dump(json_safe(res), f, indent=1, default=str, allow_nan=False)
     res["seconds"]["total"] = round(time.perf_counter() - t_all, 1)
     res["optional_modules_loaded"] = sorted(m for m in OPTIONAL if m in sys.modules)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(_finite(res), f, indent=1, default=str, allow_nan=False)
+        json.dump(json_safe(res), f, indent=1, default=str, allow_nan=False)
     env = res["environment"]
     dry = " (DRY RUN: CPU, Triton interpreter, tiny sizes)" if args.dry_run else ""
     print(f"depthinit gpu check{dry}: {env['device']}, torch {env['torch']}, triton {env['triton']}, "

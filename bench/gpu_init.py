@@ -16,7 +16,7 @@ sheet's peak where the device is known, and the speed-up over the per-tensor bas
 
 Usage (a CUDA machine)::
 
-    python bench/gpu_init.py [--tensors 100 1000 10000] [--dtype fp32 bf16] [--params N]
+    python bench/gpu_init.py [--tensors 100 1000 10000] [--dtype fp32 bf16] [--params N] [--json PATH]
 
 ``--dry-run`` runs the same code on CPU tensors at tiny sizes (the Triton interpreter, wall-clock times), to check
 the script without a GPU. :func:`run` returns the structured result (``bench/gpu_check.py`` calls it). Importing
@@ -31,6 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _gpu import copy_bandwidth, device_name, free, gbs, time_ms, use_checkout  # noqa: E402
+from _results import write_json  # noqa: E402
 
 use_checkout()
 
@@ -193,16 +194,20 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--reps", type=int, default=10, help="timed calls per candidate (the median is reported)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dry-run", action="store_true", help="CPU, tiny sizes, Triton interpreter: check the script")
+    ap.add_argument("--json", metavar="PATH", default=None, help="also save run()'s result as JSON (- prints it)")
     args = ap.parse_args(argv)
 
     import torch
 
     if not args.dry_run and not torch.cuda.is_available():
         print("no CUDA device: nothing to time (use --dry-run to check the script on CPU)")
-        return []
-    res = run(args.tensors, args.dtype, args.params, args.seed, args.reps, args.dry_run)
-    print_rows(res)
-    return [r for r in res["rows"] if r["tensors"] > 1]  # the per-model rows (`depthinit bench` reads these)
+        res = {"device": "CPU", "dry_run": False, "copy": None, "peak_gbs": None, "rows": []}
+    else:
+        res = run(args.tensors, args.dtype, args.params, args.seed, args.reps, args.dry_run)
+        print_rows(res)
+    if args.json:
+        write_json(res, args.json)
+    return [r for r in res["rows"] if r["tensors"] > 1]  # the per-model rows
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _gpu import copy_bandwidth, device_name, free, gbs, time_ms, use_checkout  # noqa: E402
+from _results import write_json  # noqa: E402
 
 use_checkout()
 
@@ -161,6 +162,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--peak-gbs", type=float, default=None, help="override the device's peak bandwidth")
     ap.add_argument("--backend", default="auto", choices=("auto", "triton", "torch"),
                     help="auto: triton on CUDA; triton on CPU needs TRITON_INTERPRET=1 (a slow dry run)")  # fmt: skip
+    ap.add_argument("--json", metavar="PATH", default=None, help="also save the result as JSON (- prints it)")
     args = ap.parse_args(argv)
     if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine, or pass --device cpu for a dry run")
@@ -182,6 +184,8 @@ def main(argv=None) -> dict:
     print(f"two calls bitwise equal: {res['bitwise_equal']}")
     print(f"vs fp64 reference: variance rel. error {res['var_rel']:.1e}, mean error {res['mean_err']:.1e} std, "
           f"count/min/max/absmax/nonfinite/zeros equal: {res['exact_fields_equal']}")  # fmt: skip
+    if args.json:
+        write_json(res, args.json)
     return res
 
 

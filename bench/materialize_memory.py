@@ -4,15 +4,21 @@ Each measurement runs in a fresh process: after a warm-up (imports, compiled CPU
 reset (``/proc/self/clear_refs``); the peak RSS (``VmHWM``) while materializing a meta-built GPT-2-style model,
 minus the RSS just before, divided by the parameter bytes, is the figure. Target: <= 1.1.
 
-    python bench/materialize_memory.py --model gpt2:n_layer=24,n_embd=1024,n_head=16,vocab=50257,block=1024
+    python bench/materialize_memory.py --model gpt2:n_layer=24,n_embd=1024,n_head=16,vocab=50257,block=1024 \
+        [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
+    sys.path.append(os.path.dirname(os.path.abspath(__file__)))
+from _results import write_json  # noqa: E402
 
 CHILD = r"""
 import json, sys, torch
@@ -43,15 +49,28 @@ def measure(spec: str, scheme: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+TARGET = 1.1
+
+
+def run(spec: str, scheme: str = "gpt2") -> dict:
+    """:func:`measure` with the model, the scheme and the target: ``ratio`` (peak extra host memory / parameter
+    bytes) ``<= target`` is the goal."""
+    return {"model": spec, "scheme": scheme, **measure(spec, scheme), "target": TARGET}
+
+
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="gpt2:n_layer=24,n_embd=1024,n_head=16,vocab=50257,block=1024")
     ap.add_argument("--scheme", default="gpt2")
-    args = ap.parse_args()
-    r = measure(args.model, args.scheme)
-    print(f"{args.model}: {r['params']:,} parameters, {r['param_bytes'] / 2**20:.0f} MiB; "
+    ap.add_argument("--json", metavar="PATH", default=None, help="also save the result as JSON (- prints it)")
+    args = ap.parse_args(argv)
+    r = run(args.model, args.scheme)
+    print(f"{r['model']}: {r['params']:,} parameters, {r['param_bytes'] / 2**20:.0f} MiB; "
           f"peak extra host memory {(r['peak'] - r['rss_before']) / 2**20:.0f} MiB = {r['ratio']:.3f}x the parameter "
-          f"bytes (target <= 1.1x)")
+          f"bytes (target <= {r['target']}x)")
+    if args.json:
+        write_json(r, args.json)
+    return r
 
 
 if __name__ == "__main__":

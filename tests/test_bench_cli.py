@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from depthinit import bench as B
+from depthinit.applications import bench as B
 from depthinit.cli import main
 
 FAKE = '''
@@ -114,7 +114,7 @@ def test_bench_dir_search_order(bench_dir, monkeypatch):
     monkeypatch.setenv(B.ENV_DIR, str(bench_dir))
     assert B.find_bench_dir() == str(bench_dir)
     monkeypatch.delenv(B.ENV_DIR)
-    repo_bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(B.__file__))), "bench")
+    repo_bench = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(B.__file__)))), "bench")
     if os.path.isdir(repo_bench):  # a source checkout: found beside the package
         assert B.find_bench_dir() == repo_bench
 

@@ -31,7 +31,7 @@ __all__ = ["COMMANDS", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from ..bench import BenchError
+    from ..applications.bench import BenchError
 
     return UsageError, ValueError, NotImplementedError, MissingDependency, BenchError
 

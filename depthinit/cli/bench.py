@@ -1,4 +1,8 @@
-"""``depthinit bench``: run the micro-benchmarks of ``bench/`` and print one table (see :mod:`depthinit.bench`)."""
+"""``depthinit bench``: run the micro-benchmarks of ``bench/`` and print one table.
+
+The runner is :mod:`depthinit.applications.bench`; its :class:`BenchError` (a ``ValueError``) is a one-line error,
+exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ HELP = "run the micro-benchmarks of bench/ and print one table of ratios"
 
 
 def setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from depthinit.bench import ENV_DIR
+    from depthinit.applications.bench import ENV_DIR
 
     sp.add_argument("--quick", action="store_true", help="CI-sized inputs (well under a minute in all)")
     sp.add_argument("--json", metavar="PATH", default=None, help="also save the results as JSON (folders are "
@@ -32,7 +36,15 @@ def setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthinit.bench import Row, discover, find_bench_dir, is_pytest_benchmark, run_all, save_json, table
+    from depthinit.applications.bench import (
+        Row,
+        discover,
+        find_bench_dir,
+        is_pytest_benchmark,
+        run_all,
+        save_json,
+        table,
+    )
 
     bench_dir = find_bench_dir(args.bench_dir)
     if args.list:

@@ -14,17 +14,17 @@ the API, and DESIGN.md keeps the import direction ``bench → depthinit`` only. 
 ``bench/``: ``--bench-dir``, then ``$DEPTHINIT_BENCH_DIR``, then the checkout this package was imported from
 (an editable install or the source tree), then ``./bench``; if none exists it says so and how to fix it.
 
-Each benchmark runs in its own process (its thread settings, compile caches and failures stay its own):
-a script's ``main(argv)`` is called and the dict it returns is read back; a pytest-benchmark module is run
-with ``pytest --benchmark-json``. Known benchmarks get their ``--quick`` arguments and a readable row from
-:data:`ADAPTERS`; any other ``bench/bench_*.py`` or ``bench/gpu_*.py`` is still run and its top-level
-numbers are listed. GPU benchmarks (``gpu_*``) run only when CUDA is available.
+Each benchmark runs in its own process (its thread settings, compile caches and failures stay its own) and
+hands back data, never text to parse: a known benchmark (:data:`ADAPTERS`: its ``--quick`` arguments and its
+rows of the table) runs as ``python bench/X.py ... --json TMP`` and the JSON it saves is read; any other
+``bench/bench_*.py`` or ``bench/gpu_*.py`` has its ``main(argv)`` called by a small wrapper that saves the
+returned value as JSON, and its top-level numbers are listed; a pytest-benchmark module is run with
+``pytest --benchmark-json``. GPU benchmarks (``gpu_*``) run only when CUDA is available.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import subprocess
@@ -35,13 +35,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..report import aligned_table, json_safe
+
 FORMAT = "depthinit.bench/1"
 ENV_DIR = "DEPTHINIT_BENCH_DIR"
-MARKER = "@@depthinit-bench-result@@"
 
+# a benchmark without a --json option: call its main(argv), save what it returns (argv[2]: the JSON file)
 _CHILD = r"""
 import importlib.util, inspect, json, sys
-path, argv = sys.argv[1], sys.argv[2:]
+path, out, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 spec = importlib.util.spec_from_file_location("_depthinit_bench_target", path)
 mod = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = mod
@@ -49,12 +51,13 @@ spec.loader.exec_module(mod)
 sys.argv = [path, *argv]
 main = mod.main
 res = main(argv) if inspect.signature(main).parameters else main()
-print("\n" + MARKER + json.dumps(res, default=str), flush=True)
-""".replace("MARKER", repr(MARKER))
+with open(out, "w", encoding="utf-8") as f:
+    json.dump(res, f, default=str)
+"""
 
 
-class BenchError(Exception):
-    """The benchmarks cannot be run (no bench/ folder...): one line for the user."""
+class BenchError(ValueError):
+    """The benchmarks cannot be run (no bench/ folder, an unknown name...): one line for the user."""
 
 
 @dataclass
@@ -93,9 +96,9 @@ class Result:
 def find_bench_dir(explicit: str | None = None) -> str:
     """The ``bench/`` folder to run (see the module docstring for the search order)."""
     tried = []
-    here = os.path.dirname(os.path.abspath(__file__))
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above depthinit/
     for label, cand in (("--bench-dir", explicit), (f"${ENV_DIR}", os.environ.get(ENV_DIR)),
-                        ("the source checkout", os.path.join(os.path.dirname(here), "bench")),
+                        ("the source checkout", os.path.join(checkout, "bench")),
                         ("the current folder", os.path.join(os.getcwd(), "bench"))):
         if not cand:
             continue
@@ -152,8 +155,16 @@ _GBS = re.compile(r"^\s*(?P<name>\S.*?)\s+(?P<ms>[\d.]+)\s*ms\s+(?P<gbs>[\d.]+)\
 
 
 def printed_gbs(stdout: str) -> dict[str, float]:
-    """``{candidate: GB/s}`` from lines ``  NAME  1.23 ms  456.7 GB/s`` that the benchmarks print."""
+    """``{candidate: GB/s}`` from printed lines ``  NAME  1.23 ms  456.7 GB/s``: only for a benchmark from
+    elsewhere whose returned value has no GB/s (the repository's benchmarks return theirs as data)."""
     return {m["name"].strip(): float(m["gbs"]) for m in _GBS.finditer(stdout)}
+
+
+def timing_rows(d: Any) -> dict[str, dict]:
+    """``{implementation: row}`` of the ``rows`` a benchmark returned (``bench/_results.py``'s timing rows)."""
+    rows = d.get("rows") if isinstance(d, dict) else None
+    return {r["implementation"]: r for r in rows if isinstance(r, dict) and "implementation" in r} if isinstance(
+        rows, list) else {}
 
 
 def _ratio_row(bench: str, what: str, value: float | None, target: float | None, gbs: float | None = None,
@@ -166,13 +177,14 @@ def _ratio_row(bench: str, what: str, value: float | None, target: float | None,
 
 
 def _stats_cpu(res: Result) -> list[Row]:
-    d, g = res.data, printed_gbs(res.stdout_tail)
-    return [_ratio_row(res.name, "layer_stats speed-up vs var_mean+.item() loop", _num(d, "speedup_vs_var_mean"),
-                       10.0, g.get("layer_stats")),
-            _ratio_row(res.name, "layer_stats throughput / x.sum() (memory-read limit)", _num(d, "ratio_vs_sum"), 0.8,
-                       g.get("x.sum() one tensor")),
+    d, t = res.data, timing_rows(res.data)
+    g = {k: _num(r, "gbs") for k, r in t.items()}
+    return [_ratio_row(res.name, "layer_stats speed-up vs var_mean+.item() loop",
+                       _num(d, "summary", "speedup_vs_var_mean"), 10.0, g.get("layer_stats")),
+            _ratio_row(res.name, "layer_stats throughput / x.sum() (memory-read limit)",
+                       _num(d, "summary", "ratio_vs_sum"), 0.8, g.get("x.sum() one tensor")),
             _ratio_row(res.name, "layer_stats speed-up vs var_mean+.item() loop, 10,000 x 256",
-                       _num(d, "tiny_speedup_vs_var_mean"), 10.0)]
+                       _num(d, "summary", "tiny_speedup_vs_var_mean"), 10.0)]
 
 
 def _monitor(res: Result) -> list[Row]:
@@ -188,7 +200,7 @@ def _monitor(res: Result) -> list[Row]:
 
 def _gpu_stats(res: Result) -> list[Row]:
     t = res.data.get("times", {}) if isinstance(res.data, dict) else {}
-    g = printed_gbs(res.stdout_tail)
+    fused_gbs = _num(res.data, "timing", "layer_stats (fused)", "gbs")
     f = t.get("layer_stats (fused)")
     rows = []
     for base, what, target in (("var_mean+item loop", "fused stats speed-up vs var_mean+.item() loop", 10.0),
@@ -196,14 +208,14 @@ def _gpu_stats(res: Result) -> list[Row]:
                                 None),
                                ("x.sum() one buffer", "fused stats throughput / x.sum() (read bandwidth)", 0.5)):
         v = t.get(base) / f if f and t.get(base) else None
-        rows.append(_ratio_row(res.name, what, v, target, g.get("layer_stats (fused)")))
+        rows.append(_ratio_row(res.name, what, v, target, fused_gbs))
     return rows
 
 
 def _materialize(res: Result) -> list[Row]:
-    m = re.search(r"=\s*([\d.]+)x the parameter", res.stdout_tail)
-    v = float(m.group(1)) if m else None
-    return [_ratio_row(res.name, "materialize peak host memory / parameter bytes", v, 1.1, higher_is_better=False)]
+    target = _num(res.data, "target") or 1.1
+    return [_ratio_row(res.name, "materialize peak host memory / parameter bytes", _num(res.data, "ratio"), target,
+                       higher_is_better=False)]
 
 
 def _init_cpu(res: Result) -> list[Row]:
@@ -219,8 +231,8 @@ def _init_cpu(res: Result) -> list[Row]:
 
 def _gpu_init(res: Result) -> list[Row]:
     rows = []
-    for r in res.data if isinstance(res.data, list) else []:
-        if r.get("candidate") == "torch_init":
+    for r in res.data.get("rows", []) if isinstance(res.data, dict) else []:
+        if r.get("candidate") == "torch_init" or r.get("tensors", 0) <= 1:
             continue
         rows.append(_ratio_row(res.name, f"{r['candidate']} vs torch.nn.init loop ({r['tensors']} tensors)",
                                r.get("speedup"), None, r.get("gbs"),
@@ -229,8 +241,16 @@ def _gpu_init(res: Result) -> list[Row]:
 
 
 def _generic(res: Result) -> list[Row]:
-    """Any benchmark: its top-level numbers (and one level down), as they come."""
+    """Any benchmark: its timing rows (``bench/_results.py``'s format) or its top-level numbers (and one level
+    down), as they come."""
     rows, d = [], res.data
+    for r in timing_rows(d).values():
+        ratio = _num(r, "ratio")
+        what = f"{r.get('name', '')}: {r['implementation']}" + (f" vs {r.get('baseline')}" if ratio else " (ms)")
+        rows.append(Row(res.name, what, ratio if ratio is not None else _num(r, "median_ms"), "x" if ratio else "",
+                        gbs=_num(r, "gbs"), note=str(r.get("note") or "")))
+    if rows:
+        return rows
     g = printed_gbs(res.stdout_tail)
     if isinstance(d, dict):
         for k, v in d.items():
@@ -247,7 +267,8 @@ def _generic(res: Result) -> list[Row]:
 
 @dataclass(frozen=True)
 class Adapter:
-    """How to run one known benchmark: quick arguments, full arguments, rows from its result."""
+    """How to run one known benchmark: quick arguments, full arguments, rows from its result (the JSON it saves
+    with ``--json PATH``, which the runner adds)."""
 
     quick: tuple[str, ...]
     full: tuple[str, ...]
@@ -256,19 +277,18 @@ class Adapter:
 
 
 _MONITOR_QUICK = ("--layers", "2", "--width", "64", "--heads", "2", "--vocab", "256", "--seq", "32", "--batch", "2",
-                  "--every", "5", "--rounds", "3", "--json")
+                  "--every", "5", "--rounds", "3")
 ADAPTERS: dict[str, Adapter] = {
     "bench_init_cpu.py": Adapter(("--reps", "2", "--skip-gpt2"), (), _init_cpu),
     "bench_stats_cpu.py": Adapter(("--reps", "3", "--width", "256", "--blocks", "8"), (), _stats_cpu),
-    "bench_monitor_overhead.py": Adapter(_MONITOR_QUICK, ("--json",), _monitor),
+    "bench_monitor_overhead.py": Adapter(_MONITOR_QUICK, (), _monitor),
     "materialize_memory.py": Adapter(("--model", "gpt2:n_layer=2,n_embd=256,n_head=4,vocab=16384,block=128"), (),
                                      _materialize),
     "gpu_init.py": Adapter(("--tensors", "100", "1000", "--params", str(1 << 26)), (), _gpu_init, gpu=True),
     "gpu_stats.py": Adapter(("--width", "1024", "--blocks", "8", "--reps", "5", "--loop-reps", "1"), (), _gpu_stats,
                             gpu=True),
     "gpu_monitor_overhead.py": Adapter(("--layers", "4", "--width", "256", "--heads", "4", "--vocab", "8192", "--seq",
-                                        "256", "--batch", "4", "--rounds", "3", "--json"), ("--json",), _monitor,
-                                       gpu=True),
+                                        "256", "--batch", "4", "--rounds", "3"), (), _monitor, gpu=True),
 }
 
 
@@ -292,6 +312,8 @@ def _tail(text: str, n: int = 4000) -> str:
 
 
 def run_one(path: str, quick: bool, threads: int | None, timeout: float, extra: Sequence[str] = ()) -> Result:
+    """Run one benchmark in its own process and read back the data it saves (see the module docstring);
+    ``Result.argv`` is the benchmark's arguments, without the runner's ``--json`` file."""
     name = os.path.basename(path)
     adapter = ADAPTERS.get(name)
     env = _child_env(os.path.dirname(path), threads, quick)
@@ -305,32 +327,38 @@ def run_one(path: str, quick: bool, threads: int | None, timeout: float, extra: 
         if quick and not argv:
             return Result(name, "script", [], None, 0.0, skipped="no quick configuration known (not run with --quick)")
     argv += list(extra)
-    cmd = [sys.executable, "-c", _CHILD, path, *argv]
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=os.path.dirname(
-            os.path.dirname(path)))
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
-        return Result(name, "script", argv, None, time.perf_counter() - t0, stdout_tail=_tail(out),
-                      skipped=f"timed out after {timeout:g} s")
-    data = None
-    out = p.stdout
-    if MARKER in out:
-        head, _, js = out.rpartition(MARKER)
-        out = head
+    with tempfile.TemporaryDirectory() as tmp:
+        js = os.path.join(tmp, "result.json")
+        cmd = [sys.executable, path, *argv, "--json", js] if adapter else [sys.executable, "-c", _CHILD, path, js,
+                                                                           *argv]
         try:
-            data = json.loads(js.strip().splitlines()[0])
-        except (ValueError, IndexError):
-            data = None
-    res = Result(name, "script", argv, p.returncode, time.perf_counter() - t0, data, _tail(out), _tail(p.stderr))
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                               cwd=os.path.dirname(os.path.dirname(path)))
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+            return Result(name, "script", argv, None, time.perf_counter() - t0, stdout_tail=_tail(out),
+                          skipped=f"timed out after {timeout:g} s")
+        data = _read_json(js)
+    res = Result(name, "script", argv, p.returncode, time.perf_counter() - t0, data, _tail(p.stdout), _tail(p.stderr))
     res.rows = _rows_of(res, adapter)
     return res
+
+
+def _read_json(path: str) -> Any:
+    """The JSON a benchmark saved, or None where it saved none (it failed, or it has nothing to say)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def _rows_of(res: Result, adapter: Adapter | None) -> list[Row]:
     if res.returncode != 0:
         last = (res.stderr_tail.strip().splitlines() or ["?"])[-1]
         return [Row(res.name, "failed", None, "", note=f"exit status {res.returncode}: {last[:160]}")]
+    if adapter is not None and res.data is None:
+        return [Row(res.name, "no result saved", None, "", note="it exited 0 without writing its --json file")]
     try:
         return (adapter.rows if adapter else _generic)(res)
     except Exception as e:  # noqa: BLE001 - a changed result format must not hide the others
@@ -350,10 +378,7 @@ def _run_pytest(path: str, name: str, quick: bool, env: dict, timeout: float, t0
         except subprocess.TimeoutExpired:
             return Result(name, "pytest-benchmark", argv, None, time.perf_counter() - t0,
                           skipped=f"timed out after {timeout:g} s")
-        data = None
-        if os.path.isfile(js):
-            with open(js, encoding="utf-8") as f:
-                data = json.load(f)
+        data = _read_json(js)
     res = Result(name, "pytest-benchmark", argv, p.returncode, time.perf_counter() - t0, data, _tail(p.stdout),
                  _tail(p.stderr))
     res.rows = pytest_rows(res) if data else _rows_of(res, None)
@@ -392,35 +417,20 @@ def pytest_rows(res: Result) -> list[Row]:
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
-    return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+    v = json_safe(v)
+    return "—" if v is None else format(v, spec)
 
 
 def table(rows: Sequence[Row], show_gbs: bool) -> str:
+    """The rows as one aligned table (a GB/s column where ``show_gbs``)."""
     head = ["benchmark", "measure", "value", "target", "met"] + (["GB/s"] if show_gbs else []) + ["note"]
-    lines = [head]
+    lines = []
     for r in rows:
         val = "—" if r.value is None else (f"{r.value:.3g}{r.unit}" if r.unit else f"{r.value:.4g}")
         met = "" if r.met is None else ("yes" if r.met else "NO")
         lines.append([r.bench.removesuffix(".py"), r.what, val, r.target, met]
                      + ([_fmt(r.gbs, ".1f")] if show_gbs else []) + [r.note])
-    widths = [max(len(x[i]) for x in lines) for i in range(len(head))]
-    out = []
-    for i, x in enumerate(lines):
-        out.append("  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def _finite(o: Any) -> Any:
-    """NaN / inf -> None, recursively (strict JSON)."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_finite(v) for v in o]
-    return o
+    return aligned_table(head, lines)
 
 
 def _cuda() -> tuple[bool, str]:
@@ -473,5 +483,5 @@ def run_all(bench_dir: str, quick: bool = False, only: Sequence[str] | None = No
 def save_json(res: dict[str, Any], path: str) -> None:
     """Write the results of :func:`run_all` as strict JSON (non-finite numbers as null)."""
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(_finite(res), f, indent=1, default=str, allow_nan=False)
+        json.dump(json_safe(res), f, indent=1, default=str, allow_nan=False)
         f.write("\n")
