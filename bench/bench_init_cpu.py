@@ -165,7 +165,7 @@ FIRST_CALL = """
 import os, resource, time, torch
 t0 = time.perf_counter()
 import depthinit as di
-from depthinit.models import mlp
+from depthinit.applications.models import mlp
 model = mlp(depth=16, width=512)  # 4.2M parameters
 t1 = time.perf_counter()
 di.init_(model, "he", seed=0)
@@ -228,7 +228,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY')}; C kernel built or loaded in {warmup_cpu():.2f} s")  # fmt: skip
-    from depthinit.models import mlp
+    from depthinit.applications.models import mlp
 
     results = {"throughput": throughput(args.reps)}
     results["mlp54x128"] = steady_state("MLP 54 x 128", lambda: mlp(depth=54, width=128), "he", args.reps)
