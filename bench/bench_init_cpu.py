@@ -197,7 +197,7 @@ FIRST_CALL = """
 import os, resource, time, torch
 t0 = time.perf_counter()
 import depthinit as di
-from depthinit.models import mlp
+from depthinit.applications.models import mlp
 model = mlp(depth=16, width=512)  # 4.2M parameters
 t1 = time.perf_counter()
 di.init_(model, "he", seed=0)
@@ -246,7 +246,7 @@ def llama_309m(reps: int) -> dict:
 def run(reps: int = 5, skip_gpt2: bool = False, with_first_call: bool = False, llama: bool = False) -> dict:
     """Every comparison (see the module docstring) as data: case -> :func:`report` result (``throughput``: one
     per distribution, ``first_call``: :func:`first_call`)."""
-    from depthinit.models import mlp
+    from depthinit.applications.models import mlp
 
     results = {"throughput": throughput(reps)}
     results["mlp54x128"] = steady_state("MLP 54 x 128", lambda: mlp(depth=54, width=128), "he", reps)

@@ -1,7 +1,7 @@
 """Overhead of depthinit's VarianceMonitor during CPU training, against no monitoring, the real
 ``wandb.watch`` (offline) and a hand-written wandb.watch-like baseline.
 
-GPT-2-style models (``depthinit.models.gpt2``, initialized with ``depthinit.init_(model, "gpt2")``; by
+GPT-2-style models (``depthinit.applications.models.gpt2``, initialized with ``depthinit.init_(model, "gpt2")``; by
 default 6 and 12 layers) train on fixed random tokens four ways, in ONE process, interleaved in blocks of
 steps (the order rotates every round, so that machine noise hits every variant alike; the variants take
 turns on the same model and optimizer, each monitor attached only during its own blocks):

@@ -23,7 +23,7 @@ from _results import write_json  # noqa: E402
 CHILD = r"""
 import json, sys, torch
 import depthinit as di
-from depthinit.models import build, n_params
+from depthinit.applications.models import build, n_params
 spec, scheme = sys.argv[1], sys.argv[2]
 torch.set_num_threads(2)
 model = build(spec, device="meta")

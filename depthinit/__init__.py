@@ -58,7 +58,7 @@ _LAZY = {
     "plots": ("depthinit.plots", None),
     "init": ("depthinit.init", None),
     "rng": ("depthinit.rng", None),
-    "models": ("depthinit.models", None),
+    "models": ("depthinit.applications.models", None),
 }
 
 __all__ = [

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import depthinit as di
+from depthinit.applications.models import mlp
 from depthinit.calibrate import _forward_vars, calibrate
-from depthinit.models import mlp
 from depthinit.probe import default_modules
 
 DEPTH, WIDTH = 54, 128  # the 54-layer ReLU MLP of arXiv 2509.05018 (width 128 keeps the test fast)

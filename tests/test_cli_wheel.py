@@ -77,7 +77,8 @@ def test_wheel_metadata_marks_triton_and_names_the_demo_extra(wheel):
     assert not any(r.startswith("triton") and r != TRITON for r in base)
     assert set(extras["demo"]) == {"matplotlib", "scikit-learn"}
     for path in ("depthinit/cli/__init__.py", "depthinit/cli/demo.py", "depthinit/kernels/cpu_stats.c",
-                 "depthinit/repro/common.py"):
+                 "depthinit/applications/repro/common.py", "depthinit/applications/training.py",
+                 "depthinit/applications/models.py", "depthinit/applications/data.py"):
         assert path in names, path
     assert "depthinit/kernels/cpu_parallel.h" in names  # included by both C kernels
     assert "depthinit/schemes/transformer.py" in names  # subpackages are found, not listed

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from depthinit import data as D
+from depthinit.applications import data as D
 
 
 def test_digits_split_standardized_and_fixed():

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
+from depthinit.applications.demo import DemoConfig
 from depthinit.cli import main
 from depthinit.cli.demo import config_from_args
-from depthinit.demo import DemoConfig
 from depthinit.sinks import read_jsonl
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -97,7 +97,7 @@ def test_quick_demo_jsonl_logs(quick):
 def test_config_and_bad_input(tmp_path, capsys):
     import argparse
 
-    from depthinit.demo import run_demo
+    from depthinit.applications.demo import run_demo
 
     ns = argparse.Namespace(depth=None, width=None, epochs=5, batch_size=None, optimizer=None, lr=None, seed=None,
                             threads=None, data="wine", data_root=None, n_train=None, n_test=None,

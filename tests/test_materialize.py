@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import depthinit as di
-from depthinit.models import build
+from depthinit.applications.models import build
 
 
 def test_materialize_gpt2_equals_plan_apply():

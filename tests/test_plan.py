@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import depthinit as di
-from depthinit.models import build, gpt2, mlp
+from depthinit.applications.models import build, gpt2, mlp
 from depthinit.rng import stream_id
 
 

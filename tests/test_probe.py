@@ -11,8 +11,8 @@ from torch import nn
 
 import depthinit as di
 import depthinit.probe  # noqa: F401  (the module; `depthinit.probe` the attribute may be the function)
+from depthinit.applications.models import gpt2, mlp
 from depthinit.cli import main
-from depthinit.models import gpt2, mlp
 
 P = sys.modules["depthinit.probe"]
 

@@ -9,11 +9,12 @@ import pickle
 import numpy as np
 import pytest
 
+from depthinit.applications.repro import common as C
+from depthinit.applications.repro.deep_mlp import xavier_over_he
+from depthinit.applications.repro.gpt2_variance import spearman, stdlib_corpus
+from depthinit.applications.repro.std_sweep import regime, stable_band, std_grid
+from depthinit.applications.training import Curves
 from depthinit.cli import build_parser, main
-from depthinit.repro import common as C
-from depthinit.repro.deep_mlp import xavier_over_he
-from depthinit.repro.gpt2_variance import spearman, stdlib_corpus
-from depthinit.repro.std_sweep import regime, stable_band, std_grid
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
@@ -186,7 +187,7 @@ def test_stdlib_corpus_is_deterministic():
 
 
 def _curves(loss, acc):
-    c = C.Curves()
+    c = Curves()
     for i, (lo, ac) in enumerate(zip(loss, acc)):
         c.add(i, (lo, ac), (lo, ac))
     return c

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from depthinit.alerts import Alerts
+from depthinit.applications.models import gpt2, mlp
 from depthinit.calibrate import calibrate
-from depthinit.models import gpt2, mlp
 from depthinit.monitor import VarianceMonitor
 from depthinit.outputs import first_floating, primary_output, residual_blocks
 from depthinit.probe import probe

@@ -6,8 +6,8 @@ input, an output path that cannot be written, a device this torch cannot use, a 
 is found before the work starts and printed as one line ``depthinit: error: ...`` with exit status 2,
 never a traceback; Ctrl-C exits with status 130.
 
-The library never imports this package: it raises ``ValueError`` (bad values),
-:class:`depthinit.errors.MissingDependency` (an optional package) or ``NotImplementedError``, which
+Neither the library nor :mod:`depthinit.applications` imports this package: they raise ``ValueError`` (bad
+values), :class:`depthinit.errors.MissingDependency` (an optional package) or ``NotImplementedError``, which
 :func:`main` prints the same way.
 """
 

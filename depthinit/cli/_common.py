@@ -16,7 +16,6 @@ from typing import Any
 
 from ..errors import check_installed
 from ..probe import parse_value  # the value grammar of `probe --schemes`
-from ..repro.common import positive_int  # noqa: F401 - the argument type of the repro studies, used here too
 
 
 class UsageError(Exception):
@@ -39,6 +38,17 @@ def number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
 
 
 def seed(text: str) -> int:

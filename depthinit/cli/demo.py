@@ -1,4 +1,4 @@
-"""``depthinit demo``: probe, train with the monitor on and write a report (see :mod:`depthinit.demo`)."""
+"""``depthinit demo``: probe, train with the monitor on and write a report (see :mod:`depthinit.applications.demo`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ HELP = ("the main job: probe He / Xavier / depth-aware on a 54-layer MLP, train 
 
 
 def setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    from depthinit.demo import DEFAULT_OUT, DEFAULT_SCHEMES, DemoConfig
+    from depthinit.applications.demo import DEFAULT_OUT, DEFAULT_SCHEMES, DemoConfig
 
     d, q = DemoConfig(), DemoConfig.quick_config()
     sp.add_argument("--out", default=DEFAULT_OUT, help="report folder, created if missing (default %(default)s)")
@@ -43,8 +43,8 @@ def setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The :class:`~depthinit.demo.DemoConfig` of parsed ``depthinit demo`` arguments."""
-    from depthinit.demo import DemoConfig
+    """The :class:`~depthinit.applications.demo.DemoConfig` of parsed ``depthinit demo`` arguments."""
+    from depthinit.applications.demo import DemoConfig
     from depthinit.probe import parse_schemes, scheme_label
 
     keys = ("depth", "width", "epochs", "batch_size", "optimizer", "lr", "seed", "threads")
@@ -56,7 +56,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthinit.demo import check_config, run_demo
+    from depthinit.applications.demo import check_config, run_demo
 
     packages = DEMO_PACKAGES if args.data != "cifar10" else {"matplotlib": "matplotlib"}
     require(packages, "depthinit demo", "demo")

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         p = load_plan(args.load)
     else:
         import depthinit as di
-        from depthinit.models import build
+        from depthinit.applications.models import build
 
         opts = scheme_options(args)
         model = build(args.model, device="meta")

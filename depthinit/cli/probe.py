@@ -53,7 +53,7 @@ def example_input(model, batch: int, seed: int):
 
 def run(args: argparse.Namespace) -> int:
     from depthinit import schemes as S
-    from depthinit.models import build
+    from depthinit.applications.models import build
     from depthinit.probe import parse_schemes, probe
 
     if not args.threshold > 1 or args.threshold == float("inf"):

@@ -21,7 +21,7 @@ def setup(sp: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
 
 def run(args: argparse.Namespace) -> int:
     import depthinit as di
-    from depthinit.models import build
+    from depthinit.applications.models import build
 
     check_device(args.device)
     opts = scheme_options(args)

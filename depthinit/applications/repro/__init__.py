@@ -24,7 +24,8 @@ STUDIES = ("deep-mlp", "std-sweep", "gpt2-variance")
 
 
 def studies() -> dict[str, tuple[str, Callable]]:
-    """``{study: (help, setup)}``: ``setup(parser)`` adds the study's arguments and returns its runner."""
+    """``{study: (help, run)}``: ``run(args, parser)`` runs the study on the parsed options of its ``parser``
+    (declared by :mod:`depthinit.cli.repro`) and returns the exit status; bad values raise ValueError."""
     from . import deep_mlp, gpt2_variance, std_sweep
 
     out: dict[str, tuple[str, Callable]] = {}

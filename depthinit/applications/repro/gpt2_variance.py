@@ -4,7 +4,7 @@ arXiv 2510.09423 trains a 12-layer GPT-2-style model from scratch and tracks the
 Q, K and V projection weights: they "equilibrate into narrow, depth-dependent bands: shallow layers expand
 rapidly while deeper layers change more gradually".
 
-Here: :func:`depthinit.models.gpt2` (12 layers by default, small width so it trains on a CPU in minutes),
+Here: :func:`depthinit.applications.models.gpt2` (12 layers by default, small width so it trains on a CPU in minutes),
 initialized with the ``gpt2`` scheme (N(0, 0.02²), residual projections 0.02/√(2L)), trained byte-level
 (vocabulary 256) with AdamW on a corpus that ships with Python itself: the standard library's ``.py``
 sources (:func:`stdlib_corpus`: files under ``os.path.dirname(os.__file__)`` in sorted path order,
@@ -37,6 +37,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ...kernels.contract import check_seed
+from ...plots import figure
+from ...report import md_table
 from . import common as C
 
 STUDY = "gpt2-variance"
@@ -88,35 +91,10 @@ def stdlib_corpus(budget: int, root: str | None = None) -> tuple[bytes, dict[str
     return data, info
 
 
-def _setup(sp: argparse.ArgumentParser):
-    C.add_common_args(sp, "repro-gpt2-variance")
-    sp.add_argument("--n-layer", type=C.positive_int, default=12, help="transformer blocks (default 12)")
-    sp.add_argument("--n-embd", type=C.positive_int, default=None, help="model width (default 64; quick 32)")
-    sp.add_argument("--n-head", type=C.positive_int, default=4, help="attention heads (default 4)")
-    sp.add_argument("--block", type=C.positive_int, default=None, help="context length in bytes (default 64; quick 32)")
-    sp.add_argument("--batch", type=C.positive_int, default=16, help="sequences per step (default 16)")
-    sp.add_argument("--steps", type=C.positive_int, default=None, help="optimizer steps (default 1500; quick 40)")
-    sp.add_argument("--every", type=C.positive_int, default=None, help="monitor every N steps (default 10; quick 4)")
-    sp.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default 2e-3)")
-    sp.add_argument("--weight-decay", type=float, default=1.0,
-                    help="AdamW weight decay on matrices (default 1.0: see 'Learning rate and weight decay')")
-    sp.add_argument("--warmup", type=float, default=0.05, help="warm-up fraction of the steps (default 0.05)")
-    sp.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"),
-                    help="after warm-up: constant (default) or cosine decay to 10%%")
-    sp.add_argument("--init", default="gpt2", help="depthinit scheme (default gpt2: std 0.02, residual 0.02/√(2L))")
-    sp.add_argument("--corpus-bytes", type=C.positive_int, default=None,
-                    help="bytes of stdlib source (default 2000000; quick 200000)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the init and of the batch order")
-    return lambda args: run(args, sp)
-
-
 def _resolve(args: argparse.Namespace) -> None:
-    q = args.quick
-    args.n_embd = args.n_embd or (32 if q else 64)
-    args.block = args.block or (32 if q else 64)
-    args.steps = args.steps or (40 if q else 1500)
-    args.every = args.every or (4 if q else 10)
-    args.corpus_bytes = args.corpus_bytes or (200_000 if q else 2_000_000)
+    C.quick_defaults(args, n_embd=(32, 64), block=(32, 64), steps=(40, 1500), every=(4, 10),
+                     corpus_bytes=(200_000, 2_000_000))
+    check_seed(args.seed)
     if args.n_embd % args.n_head:
         raise ValueError(f"--n-embd {args.n_embd} must be divisible by --n-head {args.n_head}")
     if not args.lr > 0 or args.weight_decay < 0 or not 0 <= args.warmup < 1:
@@ -157,9 +135,9 @@ def _eval(model, data: torch.Tensor, block: int, n: int = 8) -> float:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .. import plan
+    from ... import plan
+    from ...monitor import VarianceMonitor
     from ..models import gpt2
-    from ..monitor import VarianceMonitor
 
     t0 = time.perf_counter()
     _resolve(args)
@@ -221,7 +199,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                      for (lay, part), s in sorted(series.items())],
          "layers": layers, "claims": [c.to_dict() for c in claims], "figures": files,
          "environment": C.environment(), "wall_s": round(time.perf_counter() - t0, 1)}
-    C.write_outputs(args.out, C.sanitize(d), report(d, claims))
+    C.write_outputs(args.out, d, report(d, claims))
     C.finish(args.out, command, files, t0)
     return 0
 
@@ -349,7 +327,7 @@ def judge(layers: list[dict], args: argparse.Namespace) -> list[C.Claim]:
 
 
 def figures(records, series, layers, loss_curve, val_curve, args) -> list[str]:
-    from .. import plots
+    from ... import plots
 
     files = []
     fig = plots.qkv(records, "weight", "std")
@@ -361,7 +339,7 @@ def figures(records, series, layers, loss_curve, val_curve, args) -> list[str]:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    fig, axes = C.figure(2, 3, size=(16, 8.6))
+    fig, axes = figure(2, 3, figsize=(16, 8.6))
     cmap = matplotlib.colormaps["viridis"]
     L = max(k[0] for k in series)
     norm = Normalize(1, max(L, 2))
@@ -469,18 +447,13 @@ def report(d: dict[str, Any], claims: list[C.Claim]) -> str:
         "",
         f"## Bands reached (std over the last {TAIL:.0%} of the steps), early change and half-change step",
         "",
-        C.md_table(["layer", "Q band", "K band", "V band", f"Q change at {EARLY:.0%}", f"K change at {EARLY:.0%}",
-                    f"V change at {EARLY:.0%}", "Q half-change step", "K half-change step", "V half-change step"],
-                   rows),
-        "",
-        C.claims_section(claims),
-        "",
-        f"Environment: Python {d['environment']['python']}, torch {d['environment']['torch']}, "
-        f"{d['environment']['threads']} thread(s); wall time {d['wall_s']:.0f} s.",
+        md_table(["layer", "Q band", "K band", "V band", f"Q change at {EARLY:.0%}", f"K change at {EARLY:.0%}",
+                  f"V change at {EARLY:.0%}", "Q half-change step", "K half-change step", "V half-change step"],
+                 rows),
     ]
-    return C.report_header("Reproduction: Q/K/V weight variance of a 12-layer GPT-2-style model in training",
-                           d["command"], lines, cfg["quick"])
+    return C.study_report("Reproduction: Q/K/V weight variance of a 12-layer GPT-2-style model in training", d,
+                          claims, lines)
 
 
 def register(commands: dict) -> None:
-    commands[STUDY] = ("the 12-layer GPT-2 Q/K/V variance study of arXiv 2510.09423 (stdlib bytes, CPU)", _setup)
+    commands[STUDY] = ("the 12-layer GPT-2 Q/K/V variance study of arXiv 2510.09423 (stdlib bytes, CPU)", run)

@@ -33,12 +33,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .plots import COLORS, figure
-from .report import align
-from .repro.common import evaluate
+from ..kernels.contract import check_seed
+from ..plots import COLORS, figure
+from ..report import aligned_table, md_table
+from .training import Curves, TrainConfig, train_classifier
 
 DEFAULT_SCHEMES = (
     "he", "he:distribution=uniform",
@@ -135,51 +135,31 @@ def _bar(i: int, n: int, width: int = 20) -> str:
 # ---------------------------------------------------------------------------------------------- training
 
 
-@torch.no_grad()
-def _optimizer(model: nn.Module, cfg: DemoConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, foreach=True)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: adam, sgd")
-
-
 def train(model: nn.Module, split: Any, cfg: DemoConfig, res: RunResult, log_path: str,
           progress: Callable[[str, bool], None]) -> None:
-    """Train ``model`` on ``split`` with a VarianceMonitor on (JSONL log at ``log_path``); fill ``res``."""
-    from .monitor import VarianceMonitor
-    from .sinks import JSONL
+    """Train ``model`` on ``split`` with a VarianceMonitor on (JSONL log at ``log_path``); fill ``res``.
 
-    n = len(split.y_train)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    The loop is :func:`~depthinit.applications.training.train_classifier`: a non-finite loss ends the run
+    (its remaining epochs read NaN)."""
+    from ..monitor import VarianceMonitor
+    from ..sinks import JSONL
+
+    steps_per_epoch = math.ceil(len(split.y_train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     every = max(1, total // max(1, cfg.monitor_points))
-    opt = _optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
-    loss0, acc0 = evaluate(model, split.x_train, split.y_train)
-    res.epochs, res.train_loss, res.train_acc = [0], [loss0], [acc0]
-    res.test_acc = [evaluate(model, split.x_test, split.y_test)[1]]
+    tc = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch=cfg.batch_size, optimizer=cfg.optimizer)
+
+    def epoch_done(ep: int, c: Curves) -> None:
+        progress(f"{_bar(ep, cfg.epochs)} epoch {ep}/{cfg.epochs} loss {c.train_loss[-1]:.3f} "
+                 f"test acc {c.test_acc[-1]:.3f}", False)
+
     mon = VarianceMonitor(model, every=every, sinks=[JSONL(log_path)])
     try:
-        for ep in range(1, cfg.epochs + 1):
-            model.train()
-            perm = torch.randperm(n, generator=gen)
-            for i in range(0, n, cfg.batch_size):
-                idx = perm[i : i + cfg.batch_size]
-                loss = F.cross_entropy(model(split.x_train[idx]), split.y_train[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                mon.step()
-            tl, ta = evaluate(model, split.x_train, split.y_train)
-            res.epochs.append(ep)
-            res.train_loss.append(tl)
-            res.train_acc.append(ta)
-            res.test_acc.append(evaluate(model, split.x_test, split.y_test)[1])
-            progress(f"{_bar(ep, cfg.epochs)} epoch {ep}/{cfg.epochs} loss {tl:.3f} "
-                     f"test acc {res.test_acc[-1]:.3f}", False)
+        curves = train_classifier(model, split, tc, cfg.seed + 1, on_step=mon.step, on_epoch=epoch_done)
     finally:
         mon.close()
+    res.epochs, res.train_loss, res.train_acc = curves.epoch, curves.train_loss, curves.train_acc
+    res.test_acc = curves.test_acc
     counts: dict[str, int] = {}
     for ev in mon.events:
         counts[ev.kind] = counts.get(ev.kind, 0) + 1
@@ -209,7 +189,7 @@ def _best(r: RunResult) -> tuple[float, int]:
 def plot_training(results: Sequence[RunResult], path: str, title: str) -> str:
     """Training loss (log scale) and test accuracy per epoch, one line per initialization; the legend gives
     each run's final and best test accuracy (a star marks the best epoch)."""
-    fig, axes = figure(1, 2, figsize=(13, 5.4), squeeze=True)
+    fig, (axes,) = figure(1, 2, figsize=(13, 5.4))
     for i, r in enumerate(results):
         c, ls = _style(i, r)
         loss = [v if math.isfinite(v) else math.nan for v in r.train_loss]
@@ -256,7 +236,7 @@ def plot_monitor(results: Sequence[RunResult], path: str, title: str) -> str:
     monitored step of every run, log scale."""
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = figure(1, 2, figsize=(13, 5.2), squeeze=True)
+    fig, (axes,) = figure(1, 2, figsize=(13, 5.2))
     for ax, kind, name in ((axes[0], "act", "activation (layer output) std"), (axes[1], "grad", "weight-gradient std")):
         for i, r in enumerate(results):
             prof = _layer_profile(getattr(r, "_history", []), kind)
@@ -327,12 +307,6 @@ def plot_gradients(results: Sequence[RunResult], path: str, title: str) -> str |
 # ---------------------------------------------------------------------------------------------- report
 
 
-def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _summary_rows(results: Sequence[RunResult]) -> list[list[str]]:
     rows = []
     for r in results:
@@ -350,7 +324,7 @@ SUMMARY_HEAD = ("scheme", "distribution", "verdict at init", "final train acc", 
 
 def summary_table(results: Sequence[RunResult]) -> str:
     """The printed summary: an aligned plain-text table."""
-    return "\n".join(align([list(SUMMARY_HEAD), *_summary_rows(results)]))
+    return aligned_table(SUMMARY_HEAD, _summary_rows(results))
 
 
 def write_report(out: str, cfg: DemoConfig, split: Any, report, results: Sequence[RunResult], figures: dict,
@@ -404,13 +378,13 @@ spreads) below its theory without anything being wrong. Verdict: the variance ra
 vanishing / exploding; it separates order-of-magnitude failures (Xavier's 2^-{cfg.depth - 1}) from that
 finite-width noise.
 
-{_md_table(["initialization", "verdict", "fwd gain", "theory", "bwd gain", "theory"], probe_rows)}
+{md_table(["initialization", "verdict", "fwd gain", "theory", "bwd gain", "theory"], probe_rows)}
 
 ![probe]({os.path.basename(figures["probe"])})
 
 ## 2. Training
 
-{_md_table(SUMMARY_HEAD, _summary_rows(results))}
+{md_table(SUMMARY_HEAD, _summary_rows(results))}
 
 Final accuracies and loss are measured on the full training / test sets after the last epoch; the best test
 accuracy is the highest after any epoch (the epoch in brackets; 0 = at initialization). Alerts are the
@@ -463,9 +437,10 @@ def _run_label(name: str, opts: dict) -> tuple[str, str]:
 def check_config(cfg: DemoConfig) -> list[tuple[str, dict]]:
     """ValueError naming the option unless ``cfg`` can run; returns the parsed ``(scheme, options)`` list.
     Runs before any work or file (bad names and options of the schemes included)."""
-    from . import schemes as S
-    from .probe import parse_scheme
+    from .. import schemes as S
+    from ..probe import parse_scheme
 
+    check_seed(cfg.seed)
     for k in ("depth", "width", "epochs", "batch_size", "probe_batch", "monitor_points", "threads"):
         if getattr(cfg, k) < 1:
             raise ValueError(f"--{k.replace('_', '-')} must be >= 1, got {getattr(cfg, k)}")
@@ -493,10 +468,10 @@ def run_demo(cfg: DemoConfig, out: str = DEFAULT_OUT, *, progress: Progress | No
 
 
 def _run(cfg: DemoConfig, specs: list, out: str, progress: Progress, command: str, stdout: TextIO) -> list[RunResult]:
+    from ..plan import plan as make_plan
+    from ..probe import ProbeReport, probe
     from . import data as D
     from .models import describe, mlp
-    from .plan import plan as make_plan
-    from .probe import ProbeReport, probe
 
     t0 = time.perf_counter()
     split = D.load(cfg.data, seed=cfg.seed, root=cfg.data_root, n_train=cfg.n_train, n_test=cfg.n_test)

@@ -1,4 +1,5 @@
-"""What the reproductions share: threads, the classifier training loop, stall rules, figures, report files.
+"""What the reproductions share: threads, the batch order of a seed, stall rules, statistics, figure and report
+helpers, the result files (the training loop itself is :mod:`depthinit.applications.training`).
 
 Every study writes into its ``--out`` folder:
 
@@ -11,7 +12,6 @@ Every study writes into its ``--out`` folder:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -20,14 +20,14 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import require
+from ...report import json_safe
+from ..training import Curves, TrainConfig, train_classifier
 
 RESULTS_JSON = "results.json"
 REPORT_MD = "report.md"
@@ -75,124 +75,10 @@ def command_line(study: str, parser: argparse.ArgumentParser, args: argparse.Nam
 # ------------------------------------------------------------------------------------------------ training
 
 
-def init_model(model: nn.Module, scheme: str, seed: int, **options: Any) -> str:
-    """Initialize with depthinit's plan (counter-based RNG); returns a digest of the initial weights."""
-    from .. import plan
-
-    plan(model, scheme, seed=seed, **options).apply()
-    return weights_digest(model)
-
-
-def weights_digest(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, p in model.named_parameters():
-        h.update(name.encode())
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-@torch.no_grad()
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` over the whole set, in eval mode."""
-    was = model.training
-    model.eval()
-    loss, correct = 0.0, 0
-    for i in range(0, len(y), batch):
-        out = model(x[i : i + batch]).double()
-        loss += F.cross_entropy(out, y[i : i + batch], reduction="sum").item()
-        correct += int((out.argmax(1) == y[i : i + batch]).sum())
-    model.train(was)
-    return loss / max(len(y), 1), correct / max(len(y), 1)
-
-
-def grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[float]:
-    """L2 norm of the loss gradient of every weight matrix (``dim >= 2``), in model order, at the current
-    weights, on one batch. Gradients are cleared afterwards."""
-    model.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    out = [float(p.grad.norm()) if p.grad is not None else 0.0 for p in model.parameters() if p.dim() >= 2]
-    model.zero_grad(set_to_none=True)
-    return out
-
-
-@dataclass
-class TrainConfig:
-    """Mini-batch training of a classifier: SGD with momentum (or Adam), fixed epochs, eval every epoch."""
-
-    epochs: int = 30
-    lr: float = 0.01
-    batch: int = 128
-    momentum: float = 0.9
-    optimizer: str = "sgd"
-    clip: float | None = None  # gradient-norm clipping (None: off)
-
-
-@dataclass
-class Curves:
-    """Per-epoch metrics; index 0 is before any training."""
-
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    train_acc: list[float] = field(default_factory=list)
-    test_loss: list[float] = field(default_factory=list)
-    test_acc: list[float] = field(default_factory=list)
-
-    def add(self, epoch: int, tr: tuple[float, float], te: tuple[float, float]) -> None:
-        self.epoch.append(epoch)
-        self.train_loss.append(tr[0])
-        self.train_acc.append(tr[1])
-        self.test_loss.append(te[0])
-        self.test_acc.append(te[1])
-
-    def to_dict(self) -> dict[str, list]:
-        return {k: [_finite_or_none(v) for v in getattr(self, k)] for k in
-                ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")}
-
-
-def _finite_or_none(v: float) -> float | None:
-    return v if isinstance(v, int) or math.isfinite(v) else None
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, foreach=True)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, foreach=True)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: sgd, adam")
-
-
-def train_classifier(model: nn.Module, split: Any, cfg: TrainConfig, seed: int) -> Curves:
-    """Train ``model`` on ``split`` (a :class:`depthinit.data.Split`); shuffling drawn from ``seed``.
-
-    A run that produces a non-finite loss stops there: its remaining epochs are recorded as NaN.
-    """
-    opt = make_optimizer(model, cfg)
-    gen = torch.Generator().manual_seed(10_007 * seed + 1)
-    curves = Curves()
-    curves.add(0, evaluate(model, split.x_train, split.y_train), evaluate(model, split.x_test, split.y_test))
-    n = len(split.y_train)
-    for ep in range(1, cfg.epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen)
-        finite = True
-        for i in range(0, n, cfg.batch):
-            idx = perm[i : i + cfg.batch]
-            loss = F.cross_entropy(model(split.x_train[idx]), split.y_train[idx])
-            if not torch.isfinite(loss):
-                finite = False
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-        if not finite:
-            for e in range(ep, cfg.epochs + 1):
-                curves.add(e, (math.nan, math.nan), (math.nan, math.nan))
-            break
-        curves.add(ep, evaluate(model, split.x_train, split.y_train), evaluate(model, split.x_test, split.y_test))
-    return curves
+def train(model: nn.Module, split: Any, cfg: TrainConfig, seed: int) -> Curves:
+    """:func:`~depthinit.applications.training.train_classifier` with the batch order of the study's
+    ``seed``."""
+    return train_classifier(model, split, cfg, 10_007 * seed + 1)
 
 
 # ------------------------------------------------------------------------------------------------ verdicts
@@ -283,22 +169,7 @@ def fmt_pm(m: float | None, s: float | None, spec: str = ".3f") -> str:
     return "—" if m is None else f"{m:{spec}} ± {s:{spec}}"
 
 
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub-flavoured markdown table."""
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 # ------------------------------------------------------------------------------------------------ figures
-
-
-def figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (10, 4), **kw: Any):
-    """``(fig, axes)`` on the Agg canvas (no pyplot state, no display)."""
-    Figure = require("matplotlib.figure", "the reproductions' figures", "plots", "matplotlib").Figure
-    fig = Figure(figsize=size, layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    return fig, axes
 
 
 def plot_mean_band(ax: Any, runs: Sequence[dict], key: str, color: Any, label: str, band_label: str | None = None,
@@ -363,31 +234,10 @@ def write_outputs(out: str, data: dict[str, Any], report: str) -> None:
     """``results.json`` (``data`` plus the format tag) and ``report.md`` into ``out``."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, RESULTS_JSON), "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, **data}, f, indent=1, allow_nan=False, default=_json_default)
+        json.dump({"format": FORMAT, **json_safe(data)}, f, indent=1, allow_nan=False)
         f.write("\n")
     with open(os.path.join(out, REPORT_MD), "w", encoding="utf-8") as f:
         f.write(report.rstrip() + "\n")
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "to_dict"):
-        return o.to_dict()
-    if isinstance(o, float):
-        return None
-    raise TypeError(f"cannot store {type(o).__name__} in JSON")
-
-
-def sanitize(obj: Any) -> Any:
-    """Replace non-finite floats by None, recursively (JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: sanitize(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [sanitize(v) for v in obj]
-    if hasattr(obj, "to_dict"):
-        return sanitize(obj.to_dict())
-    return obj
 
 
 QUICK_NOTE = ("> **CI-sized run (`--quick`)**: too small to support any verdict below; the full-size results are in "
@@ -397,6 +247,15 @@ QUICK_NOTE = ("> **CI-sized run (`--quick`)**: too small to support any verdict 
 def report_header(title: str, command: str, lines: Sequence[str], quick: bool = False) -> str:
     return "\n".join([f"# {title}", "", "Made by:", "", "```", command, "```", "",
                       *([QUICK_NOTE, ""] if quick else []), *lines, ""])
+
+
+def study_report(title: str, data: dict[str, Any], claims: Sequence[Claim], lines: Sequence[str]) -> str:
+    """A study's ``report.md``: the header with the command (and the ``--quick`` note), ``lines``, the claims
+    and the environment."""
+    env = data["environment"]
+    tail = ["", claims_section(claims), "", f"Environment: Python {env['python']}, torch {env['torch']}, "
+            f"{env['threads']} thread(s); wall time {data['wall_s']:.0f} s."]
+    return report_header(title, data["command"], [*lines, *tail], data["config"]["quick"])
 
 
 class Progress:
@@ -414,14 +273,11 @@ class Progress:
             print(f"[{self.done}/{self.total} {el:6.1f}s] {what}", file=self.stream, flush=True)
 
 
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def quick_defaults(args: argparse.Namespace, **defaults: tuple[Any, Any]) -> None:
+    """Fill every option of ``defaults`` left unset (None, empty) with its ``(quick, full)`` value."""
+    for name, (quick, full) in defaults.items():
+        if not getattr(args, name):
+            setattr(args, name, quick if args.quick else full)
 
 
 def parse_list(text: str, conv: Callable[[str], Any], what: str, valid: Sequence[Any] | None = None) -> list:
@@ -441,17 +297,7 @@ def parse_list(text: str, conv: Callable[[str], Any], what: str, valid: Sequence
     return out
 
 
-def add_common_args(sp: argparse.ArgumentParser, default_out: str) -> None:
-    sp.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
-    sp.add_argument("--quick", action="store_true", help="CI-sized run (well under a minute)")
-    sp.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")
-    sp.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-
-
 def finish(out: str, command: str, files: Sequence[str], t0: float) -> None:
     print(f"wrote {os.path.join(out, REPORT_MD)}, {os.path.join(out, RESULTS_JSON)} and {len(files)} figure(s) "
           f"in {time.perf_counter() - t0:.0f} s")
     print(f"command: {command}")
-
-
-Runner = Callable[[argparse.Namespace], int]

@@ -7,7 +7,7 @@ K < 0), each with normal and uniform weights, and reports that depth-aware init 
 
 Here: the same 54-layer ReLU net (width configurable), every init × distribution × seed, trained with the
 same optimizer and learning rate; train/test loss and accuracy per epoch, epochs to a target test accuracy,
-and the run's outcome (trained / collapsed / stalled / diverged, :func:`~depthinit.repro.common.outcome`).
+and the run's outcome (trained / collapsed / stalled / diverged, :func:`~depthinit.applications.repro.common.outcome`).
 The depth-aware family is depthinit's (``schedule=ramp``: ``m_l = exp(K·2l/(L(L+1)))``, total variance
 gain e^K), since the paper's formula is not public. With ``base=he`` the constant case draws exactly He's
 weights: the study checks that (weight digests) and trains it once.
@@ -26,6 +26,9 @@ from typing import Any
 
 import torch
 
+from ...plots import figure
+from ...report import json_safe, md_table
+from ..training import TrainConfig, grad_norms, init_model
 from . import common as C
 
 STUDY = "deep-mlp"
@@ -64,36 +67,9 @@ def init_cases(K_values: list[float], schedule: str) -> list[InitCase]:
     return cases
 
 
-def _setup(sp: argparse.ArgumentParser):
-    C.add_common_args(sp, "repro-deep-mlp")
-    sp.add_argument("--data", default="digits", choices=("digits", "wine", "cifar10"), help="dataset (default digits)")
-    sp.add_argument("--data-dir", "--data-root", dest="data_dir", default=None,
-                    help="folder of the CIFAR-10 python batches (for --data cifar10)")
-    sp.add_argument("--n-train", type=C.positive_int, default=None, help="keep the first N training samples")
-    sp.add_argument("--n-test", type=C.positive_int, default=None, help="keep the first N test samples")
-    sp.add_argument("--depth", type=C.positive_int, default=54, help="number of Linear layers (default 54)")
-    sp.add_argument("--width", type=C.positive_int, default=None, help="hidden width (default 128; quick 32)")
-    sp.add_argument("--K", default="4", help="depth-aware |K| values, comma separated: each gives +K and -K "
-                                              "(default 4)")
-    sp.add_argument("--schedule", default="ramp", choices=("ramp", "linear"),
-                    help="depth schedule of the ±K cases (default ramp)")
-    sp.add_argument("--distributions", default="normal,uniform", help="comma separated (default normal,uniform)")
-    sp.add_argument("--seeds", type=C.positive_int, default=None, help="seeds per case (default 3; quick 1)")
-    sp.add_argument("--epochs", type=C.positive_int, default=None, help="epochs (default 40; quick 2)")
-    sp.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
-    sp.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"),
-                    help="sgd (momentum 0.9, the default) or adam")
-    sp.add_argument("--batch", type=C.positive_int, default=128, help="batch size (default 128)")
-    sp.add_argument("--target", type=float, default=None,
-                    help="target test accuracy (default: digits 0.8, wine 0.9, cifar10 0.3)")
-    return lambda args: run(args, sp)
-
-
 def _resolve(args: argparse.Namespace) -> None:
     q = args.quick
-    args.width = args.width or (32 if q else 128)
-    args.seeds = args.seeds or (1 if q else 3)
-    args.epochs = args.epochs or (2 if q else 40)
+    C.quick_defaults(args, width=(32, 128), seeds=(1, 3), epochs=(2, 40))
     args.target = args.target if args.target is not None else DEFAULT_TARGET[args.data]
     if args.data == "cifar10" and args.n_train is None:
         args.n_train, args.n_test = (1000, 500) if q else (10000, 2000)
@@ -129,7 +105,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command = C.command_line(STUDY, parser, args)
     split = load_split(args)
     args.features = split.n_features
-    cfg = C.TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, optimizer=args.optimizer)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch, optimizer=args.optimizer)
     cases = init_cases(Ks, args.schedule)
     progress = C.Progress(len(cases) * len(dists) * args.seeds, args.quiet)
 
@@ -140,7 +116,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             for seed in range(args.seeds):
                 model = mlp(args.depth, args.width, in_features=split.n_features, out_features=split.n_classes)
                 torch.manual_seed(seed)  # nothing random should remain, but keep any default init reproducible
-                digest = C.init_model(model, case.scheme, seed, distribution=dist, **case.opts)
+                digest = init_model(model, case.scheme, seed, distribution=dist, **case.opts)
                 rec = {"label": case.label, "family": case.family, "scheme": case.scheme, "options": case.opts,
                        "distribution": dist, "seed": seed, "weights_digest": digest}
                 if digest in trained:
@@ -149,18 +125,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                     rec["same_weights_as"] = same["label"]
                 else:
                     xb, yb = split.x_train[:256], split.y_train[:256]
-                    norms = C.grad_norms(model, xb, yb)
+                    norms = grad_norms(model, xb, yb)
                     with torch.no_grad():
                         gain = float(model[:-1](xb).pow(2).mean() / xb.pow(2).mean())
                     t = time.perf_counter()
-                    curves = C.train_classifier(model, split, cfg, seed)
+                    curves = C.train(model, split, cfg, seed)
                     rec["init"] = {"grad_norm_first": norms[0], "grad_norm_last": norms[-1],
                                    "forward_gain": gain, "initial_train_loss": curves.train_loss[0]}
                     rec["curves"] = curves.to_dict()
                     rec["outcome"] = C.outcome(curves, split.n_classes, args.target).to_dict()
                     rec["time_s"] = round(time.perf_counter() - t, 2)
                     trained[digest] = rec
-                runs.append(C.sanitize(rec))
+                runs.append(json_safe(rec))
                 o = rec["outcome"]
                 progress(f"{dist:7s} {case.label:24s} seed {seed}: {o['status']}, "
                          f"test acc {C.fmt(o['final_test_acc'])}")
@@ -314,7 +290,7 @@ def xavier_over_he(args: argparse.Namespace) -> float:
 def figures(runs: list[dict], summary: list[dict], cases: list[InitCase], dists: list[str],
             args: argparse.Namespace) -> list[str]:
     files = []
-    fig, axes = C.figure(len(dists), 3, size=(15, 4.2 * len(dists)))
+    fig, axes = figure(len(dists), 3, figsize=(15, 4.2 * len(dists)))
     keys = (("train_loss", "training loss (cross-entropy)"), ("train_acc", "training accuracy"),
             ("test_acc", "test accuracy"))
     for i, dist in enumerate(dists):
@@ -349,7 +325,7 @@ def figures(runs: list[dict], summary: list[dict], cases: list[InitCase], dists:
                  f"band = min..max over seeds; {args.optimizer} lr {args.lr:g}")
     files.append(C.save_figure(fig, args.out, "curves.png"))
 
-    fig, axes = C.figure(1, 2, size=(14, 4.8))
+    fig, axes = figure(1, 2, figsize=(14, 4.8))
     labels = [c.label for c in cases]
     width = 0.8 / len(dists)
     for k, dist in enumerate(dists):
@@ -399,6 +375,14 @@ def _color(case: InitCase, cases: list[InitCase]):
 
 def report(data: dict[str, Any], claims: list[C.Claim]) -> str:
     cfg = data["config"]
+    rows = []
+    for s in data["summary"]:
+        rows.append([s["label"], s["distribution"], f"{s['trained']}/{s['collapsed']}/{s['stalled']}/{s['diverged']}",
+                     C.fmt_pm(s["best_test_acc_mean"], s["best_test_acc_std"]),
+                     C.fmt_pm(s["final_test_acc_mean"], s["final_test_acc_std"]),
+                     f"{s['reached_target']}/{s['n']}", C.fmt(s["median_epochs_to_target"], "g"),
+                     C.fmt(s["initial_train_loss"]), C.fmt(s["forward_gain"], ".2e"),
+                     C.fmt(s["grad_norm_first"], ".2e")])
     lines = [
         f"The study of {PAPER}: a {cfg['depth']}-layer fully connected ReLU network (width {cfg['width']}) on "
         f"{cfg['data']} ({cfg['n_train']} train / {cfg['n_test']} test samples, {cfg['classes']} classes), "
@@ -421,29 +405,17 @@ def report(data: dict[str, Any], claims: list[C.Claim]) -> str:
         "## Results",
         "",
     ]
-    rows = []
-    for s in data["summary"]:
-        rows.append([s["label"], s["distribution"], f"{s['trained']}/{s['collapsed']}/{s['stalled']}/{s['diverged']}",
-                     C.fmt_pm(s["best_test_acc_mean"], s["best_test_acc_std"]),
-                     C.fmt_pm(s["final_test_acc_mean"], s["final_test_acc_std"]),
-                     f"{s['reached_target']}/{s['n']}", C.fmt(s["median_epochs_to_target"], "g"),
-                     C.fmt(s["initial_train_loss"]), C.fmt(s["forward_gain"], ".2e"),
-                     C.fmt(s["grad_norm_first"], ".2e")])
-    lines.append(C.md_table(["init", "weights", "trained/collapsed/stalled/diverged", "best test acc",
-                             "final test acc", "reached target", "median epoch reached (of those)", "initial loss",
-                             "forward gain at init", "‖∇W_1‖ at init"], rows))
+    lines.append(md_table(["init", "weights", "trained/collapsed/stalled/diverged", "best test acc",
+                           "final test acc", "reached target", "median epoch reached (of those)", "initial loss",
+                           "forward gain at init", "‖∇W_1‖ at init"], rows))
     lines += ["", "Forward gain: second moment of the last hidden layer's output over the input's, at init, on 256 "
               "training samples. Mean-field theory gives 1 for He (finite width lowers the typical value: the log "
               "of the gain drifts down by O(1/width) per layer); the ratios to He are exact because the schemes "
               "scale the same random draws: Xavier/He = ∏ fan_in/fan_avg ≈ 2^-(L-2), ramp ±K: e^(±K·(L-1)/(L+1)). "
               "‖∇W_1‖: gradient norm of the first layer's weights on the same samples."]
-    lines += ["", C.claims_section(claims), "",
-              f"Environment: Python {data['environment']['python']}, torch {data['environment']['torch']}, "
-              f"{data['environment']['threads']} thread(s); wall time {data['wall_s']:.0f} s."]
-    return C.report_header(f"Reproduction: depth-aware initialization on a {cfg['depth']}-layer MLP", data["command"],
-                           lines, cfg["quick"])
+    return C.study_report(f"Reproduction: depth-aware initialization on a {cfg['depth']}-layer MLP", data, claims,
+                          lines)
 
 
 def register(commands: dict) -> None:
-    commands[STUDY] = ("the 54-layer MLP study of arXiv 2509.05018 (He, Xavier, depth-aware K; normal/uniform)",
-                       _setup)
+    commands[STUDY] = ("the 54-layer MLP study of arXiv 2509.05018 (He, Xavier, depth-aware K; normal/uniform)", run)

@@ -27,6 +27,9 @@ import math
 import time
 from typing import Any
 
+from ...plots import figure
+from ...report import json_safe, md_table
+from ..training import TrainConfig, grad_norms, init_model
 from . import common as C
 
 STUDY = "std-sweep"
@@ -41,24 +44,6 @@ REGIME_RULE = ("**exploding**: the loss became non-finite, or the final training
                f"**stable**: final training loss ≤ {STABLE_LOSS_FRACTION}·ln(C); **vanishing**: otherwise. The stable "
                "band is the contiguous range of stds where a majority of seeds are stable")
 REGIME_COLORS = {"vanishing": "tab:blue", "stable": "tab:green", "exploding": "tab:red"}
-
-
-def _setup(sp: argparse.ArgumentParser):
-    C.add_common_args(sp, "repro-std-sweep")
-    sp.add_argument("--datasets", default="digits,wine", help="comma separated: digits, wine (default both)")
-    sp.add_argument("--depth", type=C.positive_int, default=4, help="Linear layers of the compact MLP (default 4)")
-    sp.add_argument("--widths", default=None, help="hidden widths, comma separated (default 64,256; quick 64)")
-    sp.add_argument("--points-per-decade", type=C.positive_int, default=None,
-                    help="stds per decade between 1e-4 and 1 (default 4; quick 1)")
-    sp.add_argument("--std-min", type=float, default=1e-4, help="smallest std (default 1e-4)")
-    sp.add_argument("--std-max", type=float, default=1.0, help="largest std (default 1)")
-    sp.add_argument("--seeds", type=C.positive_int, default=None, help="seeds per sweep point (default 3; quick 1)")
-    sp.add_argument("--compare-seeds", type=C.positive_int, default=None,
-                    help="seeds of the Kaiming-vs-Xavier comparison (default 10; quick 2)")
-    sp.add_argument("--epochs", type=C.positive_int, default=None,
-                    help="epochs for every dataset (default: digits 20, wine 60; quick 3 and 8)")
-    sp.add_argument("--lr", type=float, default=0.01, help="SGD learning rate, momentum 0.9 (default 0.01)")
-    return lambda args: run(args, sp)
 
 
 def std_grid(lo: float, hi: float, per_decade: int) -> list[float]:
@@ -96,11 +81,7 @@ def stable_band(points: list[dict]) -> tuple[float, float] | None:
 
 
 def _resolve(args: argparse.Namespace) -> None:
-    q = args.quick
-    args.widths = args.widths or ("64" if q else "64,256")
-    args.points_per_decade = args.points_per_decade or (1 if q else 4)
-    args.seeds = args.seeds or (1 if q else 3)
-    args.compare_seeds = args.compare_seeds or (2 if q else 10)
+    C.quick_defaults(args, widths=("64", "64,256"), points_per_decade=(1, 4), seeds=(1, 3), compare_seeds=(2, 10))
     if not args.lr > 0:
         raise ValueError(f"--lr must be > 0, got {args.lr}")
 
@@ -133,14 +114,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     sweep: list[dict[str, Any]] = []
     for ds, split in splits.items():
-        cfg = C.TrainConfig(epochs=_epochs(args, ds), lr=args.lr, batch=DEFAULTS[ds]["batch"])
+        cfg = TrainConfig(epochs=_epochs(args, ds), lr=args.lr, batch=DEFAULTS[ds]["batch"])
         for width in widths:
             for std in stds:
                 for seed in range(args.seeds):
                     model = _model(split, args.depth, width)
-                    C.init_model(model, "normal", seed, std=std)
-                    norms = C.grad_norms(model, split.x_train[:256], split.y_train[:256])
-                    curves = C.train_classifier(model, split, cfg, seed)
+                    init_model(model, "normal", seed, std=std)
+                    norms = grad_norms(model, split.x_train[:256], split.y_train[:256])
+                    curves = C.train(model, split, cfg, seed)
                     o = C.outcome(curves, split.n_classes, DEFAULTS[ds]["target"])
                     final = curves.train_loss[-1]
                     rec = {"dataset": ds, "width": width, "std": std, "seed": seed, "grad_norms": norms,
@@ -148,7 +129,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                            "initial_loss": curves.train_loss[0], "final_train_loss": final,
                            "final_test_acc": curves.test_acc[-1], "status": o.status,
                            "regime": regime(curves.train_loss[0], final, split.n_classes)}
-                    sweep.append(C.sanitize(rec))
+                    sweep.append(json_safe(rec))
                     progress(f"{ds:6s} w={width:<4d} std={std:<8.3g} seed {seed}: {rec['regime']}, "
                              f"loss {C.fmt(rec['final_train_loss'])}")
     points = sweep_points(sweep, datasets, widths, stds, splits)
@@ -157,18 +138,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     compare: list[dict[str, Any]] = []
     for ds, split in splits.items():
-        cfg = C.TrainConfig(epochs=_epochs(args, ds), lr=args.lr, batch=DEFAULTS[ds]["batch"])
+        cfg = TrainConfig(epochs=_epochs(args, ds), lr=args.lr, batch=DEFAULTS[ds]["batch"])
         for scheme in ("he", "xavier"):
             for seed in range(args.compare_seeds):
                 model = _model(split, args.depth, widths[0])
-                C.init_model(model, scheme, seed)
-                curves = C.train_classifier(model, split, cfg, seed)
+                init_model(model, scheme, seed)
+                curves = C.train(model, split, cfg, seed)
                 o = C.outcome(curves, split.n_classes, DEFAULTS[ds]["target"])
                 tl = curves.train_loss
                 rec = {"dataset": ds, "scheme": scheme, "seed": seed, "curves": curves.to_dict(),
                        "outcome": o.to_dict(), "loss_auc": sum(tl[1:]) / max(len(tl) - 1, 1),
                        "loss_increases": sum(b > a for a, b in zip(tl[1:], tl[2:]))}
-                compare.append(C.sanitize(rec))
+                compare.append(json_safe(rec))
                 progress(f"{ds:6s} {scheme:6s} seed {seed}: {o.status}, epochs to target {o.epochs_to_target}")
     comp_summary = compare_summary(compare, datasets)
     claims = judge(points, bands, comp_summary, datasets, widths, args)
@@ -315,7 +296,7 @@ def _shade(ax, pts: list[dict]) -> None:
 
 def figures(sweep, points, bands, compare, datasets, widths, args) -> list[str]:
     files = []
-    fig, axes = C.figure(len(datasets), 3, size=(16, 4.4 * len(datasets)))
+    fig, axes = figure(len(datasets), 3, figsize=(16, 4.4 * len(datasets)))
     styles = ["-o", "--s", ":^", "-.v"]
     for i, ds in enumerate(datasets):
         _shade(axes[i][0], [p for p in points if p["dataset"] == ds and p["width"] == widths[0]])
@@ -362,7 +343,7 @@ def figures(sweep, points, bands, compare, datasets, widths, args) -> list[str]:
                  "seed(s); background: blue vanishing, green stable, red exploding")
     files.append(C.save_figure(fig, args.out, "sweep.png"))
 
-    fig, axes = C.figure(1, len(datasets), size=(7 * len(datasets), 4.4))
+    fig, axes = figure(1, len(datasets), figsize=(7 * len(datasets), 4.4))
     for j, ds in enumerate(datasets):
         ax = axes[0][j]
         for scheme, color in (("he", "tab:blue"), ("xavier", "tab:orange")):
@@ -397,13 +378,13 @@ def report(d: dict[str, Any], claims: list[C.Claim]) -> str:
         "",
         "## Stable band",
         "",
-        C.md_table(["data / width", "stable band (std)", "He std √(2/width)", "band / He std", "paper"],
+        md_table(["data / width", "stable band (std)", "He std √(2/width)", "band / He std", "paper"],
                    [[k, _band_text(v), f"{math.sqrt(2.0 / int(k.split('/w')[1])):.3g}",
                      _he_units(v, int(k.split("/w")[1])), "1e-2 .. 1e-1"] for k, v in d["stable_bands"].items()]),
         "",
         "## Sweep (median over seeds)",
         "",
-        C.md_table(["data", "width", "std", "regime (v/s/e seeds)", "‖∇W_1‖ at init", "loss at init",
+        md_table(["data", "width", "std", "regime (v/s/e seeds)", "‖∇W_1‖ at init", "loss at init",
                     "final train loss", "final test acc"],
                    [[p["dataset"], p["width"], f"{p['std']:.3g}",
                      f"{p['regime']} ({p['regime_counts']['vanishing']}/{p['regime_counts']['stable']}/"
@@ -415,7 +396,7 @@ def report(d: dict[str, Any], claims: list[C.Claim]) -> str:
         "",
         "![kaiming vs xavier](kaiming_vs_xavier.png)",
         "",
-        C.md_table(["data", "init", "seeds", "mean train loss over epochs", "final train loss", "final test acc",
+        md_table(["data", "init", "seeds", "mean train loss over epochs", "final train loss", "final test acc",
                     "reached target", "mean epochs to target", "epochs with a loss increase"],
                    [[c["dataset"], "Kaiming/He" if c["scheme"] == "he" else "Xavier", c["n"],
                      C.fmt_pm(c["loss_auc_mean"], c["loss_auc_std"], ".4f"),
@@ -423,16 +404,11 @@ def report(d: dict[str, Any], claims: list[C.Claim]) -> str:
                      C.fmt_pm(c["final_test_acc_mean"], c["final_test_acc_std"]),
                      f"{c['reached_target']}/{c['n']}", C.fmt(c["mean_epochs_to_target"], ".1f"),
                      C.fmt(c["loss_increases_mean"], ".1f")] for c in d["compare_summary"]]),
-        "",
-        C.claims_section(claims),
-        "",
-        f"Environment: Python {d['environment']['python']}, torch {d['environment']['torch']}, "
-        f"{d['environment']['threads']} thread(s); wall time {d['wall_s']:.0f} s.",
     ]
-    return C.report_header("Reproduction: initial-std sweep and Kaiming vs Xavier on compact ReLU MLPs", d["command"],
-                           lines, cfg["quick"])
+    return C.study_report("Reproduction: initial-std sweep and Kaiming vs Xavier on compact ReLU MLPs", d, claims,
+                          lines)
 
 
 def register(commands: dict) -> None:
     commands[STUDY] = ("the std sweep (1e-4..1) and Kaiming-vs-Xavier study of arXiv 2510.09423 (digits, wine)",
-                       _setup)
+                       run)
