@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..probe import describe_model
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid,
                "leaky_relu": nn.LeakyReLU, "selu": nn.SELU, "linear": nn.Identity, "identity": nn.Identity}
 
@@ -181,6 +183,4 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def describe(model: nn.Module) -> str:
-    n = n_params(model)
-    return f"{type(model).__name__} with {n:,} parameters ({n * 4 / 2**20:.1f} MiB in fp32)"
+describe = describe_model  # "<class> with <n> parameters (<MiB> MiB in fp32)"
