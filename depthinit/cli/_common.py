@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import check_installed
+from ..kernels.contract import check_seed
 from ..probe import parse_value  # the value grammar of `probe --schemes`
 
 
@@ -57,9 +58,10 @@ def seed(text: str) -> int:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= v < 2**64:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**64), got {v}")
-    return v
+    try:
+        return check_seed(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**64), got {v}") from None
 
 
 def positive_number(text: str) -> float:
