@@ -43,18 +43,7 @@ state) and :mod:`.core` (the :class:`VarianceMonitor` wiring them).
 
 from __future__ import annotations
 
-from depthinit.kernels.contract import (
-    ABSMAX,
-    COUNT,
-    M2,
-    MAX,
-    MEAN,
-    MIN,
-    N_FIELDS,
-    NONFINITE,
-    SUMSQ,
-    ZEROS,
-)
+from depthinit.kernels.contract import ABSMAX, COUNT, M2, MAX, MEAN, MIN, N_FIELDS, NONFINITE, SUMSQ, ZEROS
 from depthinit.kernels.contract import STAT_FIELDS as FIELDS
 
 from .core import VarianceMonitor

@@ -129,7 +129,8 @@ class UpdateTracker:
         return {
             "prev_sq": None if self.prev_sq is None else self.prev_sq.cpu(),
             # update="exact" between the step before a monitored step and that step: the weights of step t-1
-            "snapshot": None if self.snap is None else [t.cpu() for t in self.snap],
+            # copies: the next monitored step turns the snapshot into w_t - w_{t-1} in place
+            "snapshot": None if self.snap is None else [t.detach().to("cpu", copy=True) for t in self.snap],
             "prev_step": self.prev_step,
         }
 
@@ -137,5 +138,5 @@ class UpdateTracker:
         prev = state.get("prev_sq")
         self.prev_sq = None if prev is None else prev.to(device)
         snap = state.get("snapshot")
-        self.snap = None if snap is None else [t.to(device) for t in snap]
+        self.snap = None if snap is None else [t.to(device, copy=True) for t in snap]  # never the caller's
         self.prev_step = int(state.get("prev_step", -1))
