@@ -38,7 +38,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["depthinit", "depthinit.cli", "depthinit.kernels", "depthinit.repro", "depthinit.integrations"],
+    packages=["depthinit", "depthinit.cli", "depthinit.kernels", "depthinit.monitor", "depthinit.repro",
+              "depthinit.integrations"],
     package_dir={"depthinit": "depthinit", "depthinit.kernels": "kernels"},
     package_data={"depthinit.kernels": ["*.c"]},
     install_requires=[

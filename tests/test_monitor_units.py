@@ -22,7 +22,6 @@ from depthinit.kernels.contract import COUNT, M2, N_FIELDS, NEUTRAL_ROW, SUMSQ
 from depthinit.monitor import Row, VarianceMonitor
 from depthinit.monitor.history import History
 from depthinit.monitor.layout import Selection, build_rows
-from depthinit.monitor.measure import Constants
 from depthinit.monitor.records import RecordFormatter
 from depthinit.monitor.ring import DeviceRing
 from depthinit.monitor.updates import NORM_SQ, NUMEL, PREV_NORM_SQ, UpdateTracker, update_fields
@@ -161,23 +160,23 @@ def test_update_tracker_reference_rows_and_state(mode):
     w0 = [torch.randn(3, 4), torch.randn(5, dtype=torch.float64)]
     w1 = [w + 0.1 * torch.randn_like(w) for w in w0]
     tr = UpdateTracker(mode)
-    consts = Constants(torch.device("cpu"))
+    dev = torch.device("cpu")
     assert tr.due(9, 10) and not tr.due(10, 10) and not UpdateTracker(None).due(9, 10)
-    tr.prepare(9, w0, consts.device)
+    tr.prepare(9, w0, dev)
     assert tr.ready(10) and not tr.ready(11)
     state = tr.state_dict()
     assert state["prev_step"] == 9 and (state["snapshot"] is None) == (mode == "norm")
     other = UpdateTracker(mode)
-    other.load_state_dict(state, consts.device)
+    other.load_state_dict(state, dev)
     for t in (tr, other):
         if mode == "exact":
             d = t.deltas(w1)
-            assert t.norm_rows(w1, consts) is None
+            assert t.norm_rows(w1, torch.ones(2, dtype=torch.float64)) is None
             for a, b, x in zip(w1, w0, d):
                 assert torch.equal(x, a - b)
         else:
             assert t.deltas(w1) == []
-            u = t.norm_rows(w1, consts)
+            u = t.norm_rows(w1, torch.tensor([12.0, 5.0], dtype=torch.float64))
             assert u.shape == (2, N_FIELDS)
             assert u[:, NUMEL].tolist() == [12.0, 5.0]
             for i, (a, b) in enumerate(zip(w1, w0)):

@@ -15,6 +15,7 @@ import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
@@ -96,7 +97,9 @@ class Selection:
     residual_stream: bool | None = None
 
     @classmethod
-    def from_options(cls, include=None, exclude=None, qkv_modules=None, **kw) -> Selection:
+    def from_options(cls, include: str | Iterable[str] | None = None, exclude: str | Iterable[str] | None = None,
+                     qkv_modules: Iterable[str] | Mapping[str, Sequence[int]] | None = None, **kw: Any) -> Selection:
+        """The checked selection of the monitor's ``include`` / ``exclude`` / ``qkv_modules`` and ``kw`` options."""
         n_head = kw.get("n_head")
         if n_head is not None and (not isinstance(n_head, int) or n_head < 1):
             raise ValueError(f"VarianceMonitor: n_head must be an int >= 1, got {n_head!r}")

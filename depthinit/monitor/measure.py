@@ -21,6 +21,7 @@ from depthinit.kernels.contract import N_FIELDS, NEUTRAL_ROW
 from .. import stats as _stats
 from ..distributed import is_dtensor, local_slice, merge_sharded
 from .layout import RowTable
+from .updates import UpdateTracker
 
 _FP8 = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
                                           "float8_e8m0fnu") if hasattr(torch, n))
@@ -101,7 +102,7 @@ class StepMeasure:
         return views, sharded, contrib, present
 
     @torch.no_grad()
-    def __call__(self, step: int, updates, acts: Tensor, grads: bool) -> tuple[Tensor, list[bool], bool]:
+    def __call__(self, step: int, updates: UpdateTracker, acts: Tensor, grads: bool) -> tuple[Tensor, list[bool], bool]:
         """``[R, F]`` rows of this step, which gradient rows exist, whether the update rows were measured.
 
         ``updates``: the :class:`~depthinit.monitor.updates.UpdateTracker` (its reference is used up here);
@@ -116,7 +117,10 @@ class StepMeasure:
         rows = [_stats.tensor_stats(wv + gv + dv).to(dev)] if wv or gv else []
         flags = ws + gs + (ws if dv else [])
         contrib = wc + gc + (wc if dv else [])
-        norm = updates.norm_rows(wv, self.consts) if has_update else None
+        norm = None
+        if has_update and updates.mode == "norm":
+            numel = self.consts.get(("numel",), lambda: [float(v.numel()) for v in wv], torch.float64)
+            norm = updates.norm_rows(wv, numel)
         if norm is not None:
             rows.append(norm)
             flags, contrib = flags + ws, contrib + wc

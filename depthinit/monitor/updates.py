@@ -108,13 +108,13 @@ class UpdateTracker:
             torch.sub(v, snap, out=snap)
         return self.snap
 
-    def norm_rows(self, views: list[Tensor], consts) -> Tensor | None:
-        """``update="norm"``: ``[n, N_FIELDS]`` update rows (:data:`NUMEL`, :data:`NORM_SQ`, :data:`PREV_NORM_SQ`)."""
+    def norm_rows(self, views: list[Tensor], numel: Tensor) -> Tensor | None:
+        """``update="norm"``: ``[n, N_FIELDS]`` update rows (:data:`NUMEL`, :data:`NORM_SQ`, :data:`PREV_NORM_SQ`)
+        on ``numel``'s device; ``numel``: the fp64 element count of each view."""
         if self.mode != "norm" or self.prev_sq is None:
             return None
-        n = consts.get(("numel",), lambda: [float(v.numel()) for v in views], torch.float64)
-        u = torch.zeros((len(views), N_FIELDS), dtype=torch.float64, device=consts.device)
-        u[:, NUMEL], u[:, NORM_SQ], u[:, PREV_NORM_SQ] = n, squared_norms(views, consts.device), self.prev_sq
+        u = torch.zeros((len(views), N_FIELDS), dtype=torch.float64, device=numel.device)
+        u[:, NUMEL], u[:, NORM_SQ], u[:, PREV_NORM_SQ] = numel, squared_norms(views, numel.device), self.prev_sq
         return u
 
     def clear(self) -> None:
