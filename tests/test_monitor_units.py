@@ -352,3 +352,31 @@ def test_saved_snapshot_is_a_copy_that_later_steps_leave_alone():
         assert torch.equal(a, b)
     mon.close()
     mon2.close()
+
+
+def test_saved_state_keeps_its_keys_and_update_columns():
+    # states written before the package split load unchanged: the same keys in the same order, and the update
+    # rows of update="norm" in the columns count / m2 / sumsq of the fp64 block
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2, bias=False))
+    w = model[0].weight
+    mon = VarianceMonitor(model, every=2, update="norm", alerts=None, activations=False, grads=False)
+    mon.step()
+    mon.step()
+    before = w.detach().double().norm().item()
+    with torch.no_grad():
+        w.mul_(2.0)
+    mon.step()
+    st = mon.state_dict()
+    mon.close()
+    assert list(st) == ["version", "global_step", "every", "update", "rows", "steps", "data", "valid", "prev_sq",
+                        "snapshot", "prev_step", "alerts", "old_steps"]
+    assert st["rows"] == ["weight:0", "grad:0", "act:0", "update:0"] and st["steps"].tolist() == [0, 2]
+    assert st["data"].dtype == torch.float64 and st["data"].shape == (2, 4, N_FIELDS)
+    assert st["valid"].tolist() == [[True, False, False, False], [True, False, False, True]]
+    u = st["data"][1, 3]
+    assert (COUNT, M2, SUMSQ) == (NUMEL, NORM_SQ, PREV_NORM_SQ)
+    assert u[COUNT].item() == 6.0
+    assert u[M2].item() == pytest.approx((2 * before) ** 2, rel=1e-6)
+    assert u[SUMSQ].item() == pytest.approx(before**2, rel=1e-6)
+    assert st["prev_sq"] is None and st["snapshot"] is None and st["prev_step"] == 1
