@@ -48,6 +48,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from depthinit.distributed import contributes, dtensor_class, is_dtensor, merge_sharded
+from depthinit.distributed import local_tensor as _local
 from depthinit.kernels import cpu_stats as cpu_kernel
 from depthinit.kernels.contract import (  # noqa: F401  (the field indices are part of this module's API)
     ABSMAX,
@@ -368,75 +370,6 @@ def _index_names(n: int) -> tuple[str, ...]:
     return tuple(map(str, range(n)))
 
 
-def _dtensor_cls():
-    from depthinit.distributed import dtensor_class  # no import of torch.distributed.tensor before it is used
-
-    return dtensor_class()
-
-
-def _local(t: Tensor) -> Tensor:
-    cls = _dtensor_cls()
-    return t.to_local() if cls is not None and isinstance(t, cls) else t
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Sharded tensors
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _host_to(t: Tensor, device: torch.device) -> Tensor:
-    """A small host table on ``device`` without a host synchronization (pinned, non-blocking on CUDA)."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
-def _contributes(t) -> bool:
-    """Does this rank's local shard of DTensor ``t`` count towards the global figure?
-
-    Every coordinate of a sharded mesh dimension holds distinct data; of a replicated mesh dimension
-    only coordinate 0 counts (replicas are not double-counted). A ``Partial`` placement holds addends of
-    a pending reduction, whose statistics mean nothing: redistribute first.
-    """
-    from torch.distributed.tensor import Partial, Replicate
-
-    coord = t.device_mesh.get_coordinate()
-    if coord is None:  # this rank holds no part of t
-        return False
-    for dim, placement in enumerate(t.placements):
-        if isinstance(placement, Partial):
-            raise ValueError(
-                "layer_stats: DTensor with a Partial placement; call .redistribute(...) or .full_tensor() first"
-            )
-        if isinstance(placement, Replicate) and coord[dim] != 0:
-            return False
-    return True
-
-
-def _reduce_sharded(data: Tensor, sharded: list[bool], contrib: list[bool], group) -> Tensor:
-    """Global rows of the DTensors from every rank's local rows: ONE all_gather, then a rank-ordered merge.
-
-    Why all_gather and not all_reduce: all-reduce offers sum / min / max only, so the moments would
-    have to travel as sums of powers about a shift agreed in advance (another collective, or
-    cancellation when the shift is off). Gathering the fixed-size partial rows (9 fp64 per tensor per
-    rank) and merging them with Chan's formula in rank order is exact to fp64 round-off, carries the
-    counts / extremes in the same message, and gives bitwise identical results on every rank.
-    """
-    import torch.distributed as dist
-
-    world = dist.get_world_size(group)
-    neutral = torch.tensor([0.0, _NAN, 0.0, 0.0, _NAN, _NAN, _NAN, 0.0, 0.0], dtype=torch.float64)  # count 0
-    neutral = _host_to(neutral, data.device)
-    mine = _host_to(torch.tensor(contrib), data.device)[:, None]
-    local = torch.where(mine, data, neutral).contiguous()
-    gathered = torch.empty((world * local.shape[0], N_FIELDS), dtype=local.dtype, device=local.device)
-    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # renamed in torch 2.13
-    gather(gathered, local, group=group)
-    merged = merge_stacked(gathered.view(world, -1, N_FIELDS))
-    is_sharded = _host_to(torch.tensor(sharded), data.device)[:, None]
-    return torch.where(is_sharded, merged, data)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # API
 # ---------------------------------------------------------------------------------------------------------
@@ -621,8 +554,7 @@ def layer_stats(
         >>> print(stats)            # aligned table; stats.std is a device tensor
     """
     names, tensors = _collect(x, grads)
-    dtensor = _dtensor_cls()
-    is_dt = [dtensor is not None and isinstance(t, dtensor) for t in tensors] if dtensor is not None else [False]
+    is_dt = [is_dtensor(t) for t in tensors] if dtensor_class() is not None else [False]
     locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)] if any(is_dt) else tensors
     table = _cached_cpu_table(locals_, backend)
     if table is not None:  # the same CPU tensors as a recent call, still as they were: checked then
@@ -632,8 +564,8 @@ def layer_stats(
             _check(name, t)
     data = tensor_stats(locals_, backend)
     if any(is_dt):
-        contrib = [_contributes(t) if d else True for t, d in zip(tensors, is_dt)]
-        data = _reduce_sharded(data, is_dt, contrib, group)
+        contrib = [contributes(t) for t in tensors]
+        data = merge_sharded(data, is_dt, contrib, merge_stacked, group)  # one all_gather
     return LayerStats(data, names)
 
 

@@ -1,0 +1,167 @@
+"""Activation capture: forward hooks on the monitored modules, reduced into a device buffer of the step's rows.
+
+Each hook takes the module's output (:func:`depthinit.outputs.first_floating`), cuts it into the site's pieces
+(the last dimension), and queues the views; the queued views are reduced in one fused statistics launch when
+the model's forward ends (``act_reduce="forward"``) or at once (``"module"``), and merged with Chan's formula
+into the step's rows (every forward of the step counts). On a residual block a tensor hook also measures the
+gradient with respect to its output. Under ``torch.compile`` the hooks trace plain torch ops into the graph.
+The hooks return at once unless :attr:`ActivationCapture.active`, and when :attr:`paused`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from depthinit.kernels.contract import N_FIELDS, NEUTRAL_ROW
+
+from .. import stats as _stats
+from ..distributed import is_dtensor
+from ..outputs import first_floating
+from .layout import Site
+from .measure import Constants, measurable, traced_rows
+
+ACT_REDUCE = ("forward", "module")
+
+
+class ActivationCapture:
+    """The activation rows of the current step (``buf``, ``[n_rows, N_FIELDS]`` fp64) and the hooks filling it."""
+
+    def __init__(self, model: nn.Module, act_reduce: str = "forward", train_only: bool = True, enabled: bool = True):
+        if act_reduce not in ACT_REDUCE:
+            raise ValueError(f"VarianceMonitor: act_reduce must be 'forward' or 'module', got {act_reduce!r}")
+        self.model, self.act_reduce, self.train_only, self.enabled = model, act_reduce, train_only, enabled
+        self.active = False  # record this step's forwards
+        self.paused = False  # inside VarianceMonitor.paused()
+        self.stream_grads_skipped = False  # a residual-stream gradient was not hooked (torch.compile)
+        self._warned = False
+        self._hooks: list[Any] = []
+        self.sites: list[Site] = []
+        self._pending: list[tuple[int, Tensor]] = []  # (act row, output view) until the forward ends
+
+    def set_sites(self, sites: list[Site], n_rows: int, consts: Constants) -> None:
+        """New rows (at creation and at a re-scan): fresh buffers on ``consts.device``; hooks not registered."""
+        self.sites, self.n_rows, self.consts = sites, n_rows, consts
+        self.neutral = torch.tensor([NEUTRAL_ROW] * n_rows, dtype=torch.float64, device=consts.device).reshape(
+            n_rows, N_FIELDS)
+        self.buf = self.neutral.clone()
+        self._pending = []
+
+    def to(self, consts: Constants) -> None:
+        """The model moved: the buffers follow (``consts`` on the new device)."""
+        self.consts = consts
+        self.buf, self.neutral = self.buf.to(consts.device), self.neutral.to(consts.device)
+
+    def register(self) -> None:
+        """Hook the sites' modules (nothing when not ``enabled``)."""
+        if not (self.enabled and self.sites):
+            return
+        mods = dict(self.model.named_modules())
+        for i, site in enumerate(self.sites):
+            self._hooks.append(mods[site.mname].register_forward_hook(self._make_hook(i)))
+        if self.act_reduce == "forward":  # after the whole forward: one fused launch for every output
+            self._hooks.append(self.model.register_forward_hook(self._forward_done))
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+    def start_step(self, active: bool) -> None:
+        """A new step: drop what is queued; when ``active``, its rows start empty."""
+        self.active = active
+        self._pending = []
+        if active:
+            self.buf.copy_(self.neutral)
+
+    @contextmanager
+    def pausing(self) -> Iterator[None]:
+        """Nothing is recorded inside this block."""
+        prev, self.paused = self.paused, True
+        try:
+            yield
+        finally:
+            self.paused = prev
+
+    def warn_skipped(self, stacklevel: int = 2) -> None:
+        """Warn once that residual-stream gradients were not recorded (under ``torch.compile``)."""
+        if self.stream_grads_skipped and not self._warned:
+            self._warned = True
+            warnings.warn("VarianceMonitor: gradients with respect to the residual stream are not recorded "
+                          "under torch.compile (a tensor hook inside the compiled graph); block outputs, "
+                          "weights and parameter gradients are. residual_stream=False silences this",
+                          stacklevel=stacklevel + 1)
+
+    def finish(self) -> None:
+        """Reduce what is still queued (outputs of submodules called outside the model's forward)."""
+        if self._pending:
+            self.reduce()
+
+    def _make_hook(self, i: int) -> Callable:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self.active and not self.paused and (module.training or not self.train_only):
+                self.observe(i, output)
+
+        return hook
+
+    def _forward_done(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self._pending:
+            self.reduce()
+
+    def observe(self, i: int, output: Any) -> None:
+        """Queue (or, traced, merge) the statistics of site ``i``'s ``output``."""
+        t = first_floating(output)
+        if t is None:
+            return
+        site = self.sites[i]
+        if site.grad_row is not None and t.requires_grad:
+            if torch.compiler.is_compiling():  # a tensor hook on an intermediate would break the graph
+                self.stream_grads_skipped = True
+            else:
+                t.register_hook(self._grad_hook(site.grad_row))
+        x = measurable(t.detach())
+        if is_dtensor(x):
+            x = x.to_local()  # activations are rank-local (data parallel)
+        views = [x] if site.splits is None else [x if r is None else x.narrow(-1, r[0], r[1] - r[0])
+                                                 for r in site.splits]
+        if torch.compiler.is_compiling():  # traced into the graph: plain torch ops that inductor fuses
+            with torch.no_grad():
+                a, b = site.row0, site.row0 + len(views)
+                rows = traced_rows(views).to(self.buf.device)
+                self.buf[a:b] = _stats.merge_stacked(torch.stack([self.buf[a:b], rows]))
+            return
+        self._pending.extend(zip(range(site.row0, site.row0 + len(views)), views))
+        if self.act_reduce == "module":
+            self.reduce()
+
+    def _grad_hook(self, row: int) -> Callable[[Tensor], None]:
+        def hook(g: Tensor) -> None:
+            if self.active:
+                self._pending.append((row, measurable(g.detach())))
+                if self.act_reduce == "module":
+                    self.reduce()
+
+        return hook
+
+    def reduce(self) -> None:
+        """Statistics of the queued outputs in one launch, merged (Chan) into their rows of the step."""
+        idx, views = zip(*self._pending)
+        self._pending = []
+        dev = self.consts.device
+        with torch.no_grad():
+            by_dev: dict[torch.device, list[int]] = {}
+            for j, v in enumerate(views):
+                by_dev.setdefault(v.device, []).append(j)
+            if len(by_dev) == 1:
+                new = _stats.tensor_stats(list(views)).to(dev)
+            else:  # outputs on several devices (model parallel): one launch per device
+                new = torch.empty((len(views), N_FIELDS), dtype=torch.float64, device=dev)
+                for js in by_dev.values():
+                    new[js] = _stats.tensor_stats([views[j] for j in js]).to(dev)
+            owner = self.consts.get(("owner", idx), lambda: list(range(self.n_rows)) + list(idx), torch.long)
+            self.buf.copy_(_stats.merge_partials(torch.cat([self.buf, new]), owner, self.n_rows))
