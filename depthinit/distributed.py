@@ -46,6 +46,14 @@ def local_tensor(t: torch.Tensor) -> torch.Tensor:
         return t.to_local()
 
 
+def storage_key(t: torch.Tensor) -> tuple | None:
+    """The elements a plain (or local) tensor views: equal keys are the same elements (tied weights that are
+    distinct ``Parameter`` objects over one storage). None for a meta or empty tensor, which views nothing."""
+    if t.is_meta or not t.numel():
+        return None
+    return (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+
+
 def local_geometry(t: torch.Tensor) -> ShardGeometry:
     """Where the local part of ``t`` lies in the full tensor.
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import schemes as S
 from .apply import EDITS, apply_plan, targets
-from .distributed import is_dtensor
+from .distributed import is_dtensor, storage_key
 from .kernels.contract import check_seed
 from .reparam import padding_rows
 from .report import align
@@ -485,10 +485,7 @@ def tied_parameters(model: nn.Module) -> tuple[list[tuple[str, torch.Tensor]], d
     tied: dict[int, list[str]] = {}
     first: dict[object, torch.Tensor] = {}
     for n, p in model.named_parameters(remove_duplicate=False):
-        key: object = id(p)
-        if not p.is_meta and not is_dtensor(p) and p.numel():
-            key = (p.device, p.untyped_storage().data_ptr(), p.storage_offset(), tuple(p.shape), tuple(p.stride()),
-                   p.dtype)
+        key: object = (None if is_dtensor(p) else storage_key(p)) or id(p)
         owner = first.setdefault(key, p)
         if owner is p and id(p) not in tied:
             named.append((n, p))

@@ -48,7 +48,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from depthinit.distributed import contributes, dtensor_class, is_dtensor, merge_sharded
+from depthinit.distributed import contributes, dtensor_class, is_dtensor, merge_sharded, storage_key
 from depthinit.distributed import local_tensor as _local
 from depthinit.kernels import cpu_stats as cpu_kernel
 from depthinit.kernels.contract import (  # noqa: F401  (the field indices are part of this module's API)
@@ -341,9 +341,8 @@ def _collect(x, grads: bool) -> tuple[list[str], list[Tensor]]:
             if t is None:
                 continue
             local = _local(t)
-            if local.device.type != "meta" and local.numel():
-                storage = local.untyped_storage().data_ptr()
-                key = (local.device, storage, local.storage_offset(), local.shape, local.stride())
+            key = storage_key(local)
+            if key is not None:
                 if key in seen:  # tied weights that are distinct Parameter objects over one storage
                     continue
                 seen.add(key)
