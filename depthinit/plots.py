@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .errors import MissingDependency
+from .roles import is_bias_name
 
 KINDS = ("weight", "grad", "act")
 STATS = ("std", "rms", "absmax", "mean", "var", "l2", "min", "max")  # per-record statistics that can be drawn
@@ -69,7 +70,7 @@ def load_records(source: Any) -> list[dict[str, Any]]:
 
 
 def _keep(r: dict, kind: str, stat: str, bias: bool, heads: bool) -> bool:
-    return (r.get("kind") == kind and r.get(stat) is not None and (bias or not r["name"].endswith(".bias"))
+    return (r.get("kind") == kind and r.get(stat) is not None and (bias or not is_bias_name(r["name"]))
             and (heads or r.get("head") is None))
 
 

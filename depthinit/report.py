@@ -7,21 +7,23 @@ reproductions.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 __all__ = ["align", "aligned_table", "md_table", "json_safe"]
 
 
-def align(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Rows of strings as left-aligned columns, a dashed rule under the first (header) row."""
+def align(rows: Sequence[Sequence[str]], right: Container[int] = (), rule: bool = True) -> list[str]:
+    """Rows of strings as aligned columns: left-aligned, except the columns in ``right`` (numbers); a dashed
+    rule under the first (header) row unless ``rule`` is False."""
     if not rows:
         return []
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for i, r in enumerate(rows):
-        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if i == 0:
+        out.append("  ".join(c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths)))
+                   .rstrip())
+        if i == 0 and rule:
             out.append("  ".join("-" * w for w in widths))
     return out
 

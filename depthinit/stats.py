@@ -64,6 +64,7 @@ from depthinit.kernels.contract import (  # noqa: F401  (the field indices are p
     ZEROS,
 )
 from depthinit.kernels.contract import STAT_FIELDS as FIELDS
+from depthinit.report import align
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 BACKENDS = ("auto", "triton", "torch", "reference")
@@ -458,10 +459,7 @@ class LayerStats:
         cols = ("numel", "mean", "std", "rms", "min", "max", "absmax", "nonfinite", "zeros")
         head = ["name", *cols]
         body = [[r["name"]] + [f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in cols] for r in recs]
-        widths = [max(len(h), *(len(row[j]) for row in body)) if body else len(h) for j, h in enumerate(head)]
-        lines = ["  ".join(h.ljust(w) if j == 0 else h.rjust(w) for j, (h, w) in enumerate(zip(head, widths)))]
-        for row in body:
-            lines.append("  ".join(v.ljust(w) if j == 0 else v.rjust(w) for j, (v, w) in enumerate(zip(row, widths))))
+        lines = align([head, *body], right=range(1, len(head)), rule=False)
         return f"LayerStats({len(self)} tensors)\n" + "\n".join(lines)
 
     __str__ = __repr__

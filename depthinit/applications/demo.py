@@ -38,6 +38,7 @@ from torch import nn
 from ..kernels.contract import check_seed
 from ..plots import COLORS, figure
 from ..report import aligned_table, md_table
+from ..roles import is_bias_name
 from .training import Curves, TrainConfig, train_classifier
 
 DEFAULT_SCHEMES = (
@@ -226,7 +227,7 @@ def _layer_profile(history: list[dict], kind: str, stat: str = "std") -> dict[in
     """``{step: [stat of layer 1, 2, ...]}`` over the weight (not bias) rows of ``kind``, in model order."""
     out: dict[int, list[float]] = {}
     for r in history:
-        if r.get("kind") == kind and not str(r.get("name", "")).endswith(".bias") and stat in r:
+        if r.get("kind") == kind and not is_bias_name(str(r.get("name", ""))) and stat in r:
             out.setdefault(int(r["step"]), []).append(float(r[stat]))
     return out
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from ...kernels.contract import check_seed
 from ...plots import figure
 from ...report import md_table
+from ...roles import is_bias_name
 from . import common as C
 
 STUDY = "gpt2-variance"
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 progress(f"step {step + 1}/{args.steps}: train loss {loss.item():.3f}, val {val_curve[-1][1]:.3f}")
     mon.close()
     records = [r for r in mon.history if r.get("qkv") in PARTS and r.get("head") is None
-               and not r["name"].endswith(".bias") and r["kind"] == "weight"]
+               and not is_bias_name(r["name"]) and r["kind"] == "weight"]
     if not records:
         raise RuntimeError("the monitor recorded no Q/K/V weight rows (split_qkv)")
     series = qkv_series(records)
