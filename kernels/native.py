@@ -51,15 +51,17 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def compile_flags() -> list[str]:
+def compile_flags(avx512: bool = False) -> list[str]:
     """``-O3``, IEEE arithmetic as written (no contraction, no reassociation), plus AVX2 / FMA / F16C where this
-    x86 CPU has them."""
+    x86 CPU has them, and AVX-512F with ``avx512`` (a kernel with an AVX-512 path) where it has that too."""
     flags = ["-O3", "-std=c11", "-fPIC", "-shared", "-pthread", "-fno-math-errno", "-fno-trapping-math",
              "-ffp-contract=off"]  # fmt: skip
     if platform.machine() in ("x86_64", "AMD64"):
         have = _cpu_flags()
         if {"avx2", "fma"} <= have:
             flags += ["-mavx2", "-mfma"] + (["-mf16c"] if "f16c" in have else [])
+            if avx512 and "avx512f" in have:
+                flags.append("-mavx512f")
     return flags
 
 

@@ -172,25 +172,30 @@ def test_empty_list_and_empty_tensors():
     assert out[2, 0] == 2 and out[2, 1] == 1
 
 
-def test_build_is_cached_and_a_portable_build_agrees(tmp_path, monkeypatch):
-    """The library is built once per source / flags; a build without AVX2 (the plain-loop fast pass) gives
-    the same statistics (not bitwise: another summation order)."""
+def test_build_is_cached_and_every_vector_path_agrees(tmp_path, monkeypatch):
+    """The library is built once per source / flags; the AVX-512 pass (where the CPU has it), the AVX2 pass and the
+    plain-loop pass give the same statistics (not bitwise: other summation orders), NaN chunks and strided rows
+    included."""
     first = K.build(tmp_path)
     mtime = first.stat().st_mtime_ns
     assert K.build(tmp_path) == first and first.stat().st_mtime_ns == mtime
-    flags = [f for f in K.compile_flags() if not f.startswith("-m")]
-    assert flags != K.compile_flags() or not any(f.startswith("-m") for f in K.compile_flags())
-    monkeypatch.setattr(K, "compile_flags", lambda: flags)
-    plain = K.build(tmp_path)
-    assert plain != first
-    lib = K.load(plain)
+    native_flags = K.compile_flags
+    builds = {"default": first}
+    for name, flags in (("avx2", native_flags(avx512=False)), ("plain", [f for f in native_flags() if not
+                                                                        f.startswith("-m")])):
+        monkeypatch.setattr(K, "compile_flags", lambda avx512=False, flags=flags: flags)
+        builds[name] = K.build(tmp_path)
+    if any(f.startswith("-m") for f in native_flags(avx512=True)):  # an x86 machine: three different builds
+        assert builds["plain"] not in (builds["default"], builds["avx2"])
     g = torch.Generator().manual_seed(4)
     ts = [torch.randn(3 * C + 7, generator=g).to(d) for d in DTYPES] + [torch.randn(30, 40, generator=g)[:, 5:30]]
+    ts += [torch.randn(2 * C + 19, generator=g)[::1] * 1e3 + 5e3]  # a shift far from the mean: the second pass
     bad = torch.randn(C, generator=g)
     bad[100] = math.nan
     ts.append(bad)
-    got = K.cpu_stats(ts, lib=lib)
-    assert_close_stats(got, np.stack([np_stats(t) for t in ts]), EXACT_RTOL)
+    want = np.stack([np_stats(t) for t in ts])
+    for name, path in builds.items():
+        assert_close_stats(K.cpu_stats(ts, lib=K.load(path)), want, EXACT_RTOL)
 
 
 def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch, caplog):
