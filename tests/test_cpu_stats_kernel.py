@@ -194,7 +194,7 @@ def test_build_is_cached_and_every_vector_path_agrees(tmp_path, monkeypatch):
     bad[100] = math.nan
     ts.append(bad)
     want = np.stack([np_stats(t) for t in ts])
-    for name, path in builds.items():
+    for path in builds.values():
         assert_close_stats(K.cpu_stats(ts, lib=K.load(path)), want, EXACT_RTOL)
 
 

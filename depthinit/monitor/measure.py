@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from depthinit.kernels.contract import N_FIELDS, NEUTRAL_ROW
+from depthinit.kernels.contract import N_FIELDS, NEUTRAL_ROW, SUMSQ
 
 from .. import stats as _stats
 from ..distributed import is_dtensor, local_slice, merge_sharded
@@ -120,7 +120,7 @@ class StepMeasure:
         norm = None
         if has_update and updates.mode == "norm":
             numel = self.consts.get(("numel",), lambda: [float(v.numel()) for v in wv], torch.float64)
-            norm = updates.norm_rows(wv, numel)
+            norm = updates.norm_rows(wv, numel, current_sq=rows[0][: len(wv), SUMSQ])
         if norm is not None:
             rows.append(norm)
             flags, contrib = flags + ws, contrib + wc

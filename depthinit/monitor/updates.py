@@ -7,7 +7,8 @@ the update rows are measured against it:
   ``Δw = w_t − w_{t−1}`` (measured in the same launch as the weights), and the record fields are
   ``delta_l2 = ‖Δw‖`` and ``update_ratio = ‖Δw‖ / ‖w_t‖``;
 * ``update="norm"``: the squared norms ``‖w_{t−1}‖²`` (one ``torch._foreach_norm`` pass); the update row holds
-  the element count and both squared norms in the named columns below, and the record field is
+  the element count, ``‖w_t‖²`` (the sum of squares of the step's weight statistics, measured anyway) and
+  ``‖w_{t−1}‖²`` in the named columns below, and the record field is
   ``norm_change_ratio = |‖w_t‖ − ‖w_{t−1}‖| / ‖w_t‖`` (a lower bound of the update ratio).
 
 Why not from the weight statistics of two monitored steps: ``‖Δw‖`` is not a function of ``‖w_t‖`` and
@@ -32,7 +33,8 @@ from depthinit.kernels.contract import COUNT, M2, N_FIELDS, SUMSQ
 UPDATE_MODES = ("norm", "exact", None)
 # update="exact": the row is the statistics of Δw; its sum of squares is ‖Δw‖²
 DELTA_SQ = SUMSQ
-# update="norm": the element count, ‖w_t‖² and ‖w_{t-1}‖² (both from the same fp32 norm pass); other columns 0
+# update="norm": the element count, ‖w_t‖² (fp64, from the weight rows) and ‖w_{t-1}‖² (an fp32-accumulated norm
+# pass on the step before); other columns 0
 NUMEL, NORM_SQ, PREV_NORM_SQ = COUNT, M2, SUMSQ
 UPDATE_FIELDS = {"exact": ("delta_l2", "update_ratio"), "norm": ("norm_change_ratio",)}
 
@@ -108,13 +110,16 @@ class UpdateTracker:
             torch.sub(v, snap, out=snap)
         return self.snap
 
-    def norm_rows(self, views: list[Tensor], numel: Tensor) -> Tensor | None:
+    def norm_rows(self, views: list[Tensor], numel: Tensor, current_sq: Tensor | None = None) -> Tensor | None:
         """``update="norm"``: ``[n, N_FIELDS]`` update rows (:data:`NUMEL`, :data:`NORM_SQ`, :data:`PREV_NORM_SQ`)
-        on ``numel``'s device; ``numel``: the fp64 element count of each view."""
+        on ``numel``'s device; ``numel``: the fp64 element count of each view. ``current_sq``: ``‖w_t‖²`` of each
+        view when already measured (the sum of squares of the weights' statistics rows, fp64: no second pass
+        over the weights); else one norm pass."""
         if self.mode != "norm" or self.prev_sq is None:
             return None
         u = torch.zeros((len(views), N_FIELDS), dtype=torch.float64, device=numel.device)
-        u[:, NUMEL], u[:, NORM_SQ], u[:, PREV_NORM_SQ] = numel, squared_norms(views, numel.device), self.prev_sq
+        cur = squared_norms(views, numel.device) if current_sq is None else current_sq.to(numel.device)
+        u[:, NUMEL], u[:, NORM_SQ], u[:, PREV_NORM_SQ] = numel, cur, self.prev_sq
         return u
 
     def clear(self) -> None:
