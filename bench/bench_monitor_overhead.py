@@ -209,7 +209,9 @@ class Run:
 def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) -> dict[str, float]:
     """Median cost of the monitor's work in one cycle of ``every`` steps, each part timed alone (CPU).
 
-    ``activations``: a forward with the hooks recording minus one with them idle; ``record``:
+    ``activations``: a training forward and backward with the hooks recording (outputs, residual-stream
+    gradients) minus one with them idle (a forward under ``no_grad`` would overstate it: there the hooks keep
+    outputs alive that the forward would free at once); ``record``:
     ``mon._record`` (weight and gradient statistics, update rows, ring buffer, records, alerts);
     ``update_ref``: the reference taken on the step before. Less sensitive to machine noise than the
     difference of two whole-step means.
@@ -228,15 +230,27 @@ def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) ->
         return statistics.median(ts)
 
     def fwd(active: bool):
-        def f():
+        def f():  # a training forward and backward: its activations stay alive for the backward anyway
             mon._active = active
             if active:
                 mon._set_active()
-            model(x)
+            F.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
+            mon._capture.finish()
+            tr.opt.zero_grad(set_to_none=True)
         return f
 
-    with torch.no_grad():
-        acts = max(med(fwd(True)) - med(fwd(False)), 0.0)
+    def paired(on, off) -> float:  # median of (on - off) over adjacent pairs: slow drifts of the machine cancel
+        on(), off()
+        diffs = []
+        for _ in range(3 * reps):  # a few ms on a whole step: more pairs than the other parts take
+            t0 = clock()
+            on()
+            t1 = clock()
+            off()
+            diffs.append((t1 - t0) - (clock() - t1))
+        return statistics.median(diffs)
+
+    acts = max(paired(fwd(True), fwd(False)), 0.0)
     F.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
     step = mon.global_step
 

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from .core import (
-    Draw,
-    ParamInfo,
-    calculate_gain,
-    constant,
-    default_role_draw,
-    draw,
-    register,
-    variance_scaling,
-)
+from .core import Draw, ParamInfo, calculate_gain, constant, default_role_draw, draw, register, variance_scaling
 
 # --------------------------------------------------------------------------------------------- classic
 
