@@ -93,12 +93,15 @@ class CpuFill:
     lib: ctypes.CDLL
     tensors: list = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        self._tables = (self.ints.shape[0], self.ints.ctypes.data, self.floats.ctypes.data)  # read once
+
     def __call__(self, seed: int, threads: int | None = None) -> None:
-        n = self.ints.shape[0]
+        n, ints, floats = self._tables
         if n == 0:
             return
         threads = torch.get_num_threads() if threads is None else int(threads)
-        if self.lib.depthinit_fill(n, self.ints.ctypes.data, self.floats.ctypes.data, seed, threads) != 0:
+        if self.lib.depthinit_fill(n, ints, floats, seed, threads) != 0:
             raise MemoryError("depthinit.fill: the CPU kernel could not allocate its buffers")
 
 
