@@ -185,7 +185,7 @@ def _resolve_backend(backend: str, device: torch.device) -> str:
 _FILL_DTYPE_SET = frozenset(FILL_DTYPES)
 _PLAIN_TENSORS = frozenset((torch.Tensor, torch.nn.Parameter))
 _FILL_ROW = frozenset((FillRow,))
-_DTYPE, _IS_CPU, _GEOMETRY = operator.attrgetter("dtype"), operator.attrgetter("is_cpu"), operator.itemgetter(6)
+_DTYPE, _IS_CPU = operator.attrgetter("dtype"), operator.attrgetter("is_cpu")
 
 
 def _prepare_plain_cpu(tensors: list, rows: list, backend: str) -> PreparedFill | None:
@@ -200,7 +200,8 @@ def _prepare_plain_cpu(tensors: list, rows: list, backend: str) -> PreparedFill 
     if not all(map(_IS_CPU, tensors)) or not all(map(torch.Tensor.is_contiguous, tensors)):
         return None
     dtypes = list(map(_DTYPE, tensors))
-    if not _FILL_DTYPE_SET.issuperset(dtypes) or list(map(_GEOMETRY, rows)).count(None) != n:
+    columns = tuple(zip(*rows))  # the FillRow fields, one tuple each
+    if not _FILL_DTYPE_SET.issuperset(dtypes) or columns[6].count(None) != n:
         return None
     numels = list(map(torch.Tensor.numel, tensors))
     if 0 in numels or _resolve_backend(backend, torch.device("cpu")) != "native":
@@ -209,7 +210,7 @@ def _prepare_plain_cpu(tensors: list, rows: list, backend: str) -> PreparedFill 
     order = np.sort(ptrs)
     if (order[1:] == order[:-1]).any():  # tied or repeated tensors: the loop fills each storage once
         return None
-    return PreparedFill(native=[cpu_fill.prepare_whole(tensors, rows, ptrs, dtypes, numels)])
+    return PreparedFill(native=[cpu_fill.prepare_whole(tensors, columns, ptrs, dtypes, numels)])
 
 
 def _layout(t: torch.Tensor) -> tuple:

@@ -118,16 +118,17 @@ def prepare_described(entries: Sequence[tuple], lib: ctypes.CDLL | None = None) 
     tensors, rows, ptrs, dtypes, numels = zip(*entries)
     geometry = [(1, numel, numel, 0) if r.geometry is None else _geometry_ints(r.geometry, numel)
                 for r, numel in zip(rows, numels)]  # fmt: skip
-    return _tables(tensors, rows, ptrs, dtypes, numels, lib, geometry)
+    return _tables(tensors, tuple(zip(*rows)), ptrs, dtypes, numels, lib, geometry)
 
 
 def prepare_whole(
-    tensors: Sequence[torch.Tensor], rows: Sequence[FillRow], ptrs: Sequence[int], dtypes: Sequence[torch.dtype],
+    tensors: Sequence[torch.Tensor], columns: tuple, ptrs: Sequence[int], dtypes: Sequence[torch.dtype],
     numels: Sequence[int], lib: ctypes.CDLL | None = None,
 ) -> CpuFill:  # fmt: skip
-    """:func:`prepare_described` of whole tensors (every ``row.geometry`` None) from columns the caller read
-    already (C-level maps): the table is built column by column, with no Python work per tensor."""
-    return _tables(tensors, rows, ptrs, dtypes, numels, _library(lib))
+    """:func:`prepare_described` of whole tensors from columns the caller read already (C-level maps): the
+    table is built column by column, with no Python work per tensor. ``columns``: the ``FillRow`` fields as
+    columns, ``tuple(zip(*rows))``, every geometry None."""
+    return _tables(tensors, columns, ptrs, dtypes, numels, _library(lib))
 
 
 def _library(lib: ctypes.CDLL | None) -> ctypes.CDLL:
@@ -138,15 +139,15 @@ def _library(lib: ctypes.CDLL | None) -> ctypes.CDLL:
 
 
 def _tables(
-    tensors: Sequence, rows: Sequence, ptrs: Sequence, dtypes: Sequence, numels: Sequence, lib: ctypes.CDLL,
+    tensors: Sequence, columns: tuple, ptrs: Sequence, dtypes: Sequence, numels: Sequence, lib: ctypes.CDLL,
     geometry: list | None = None,
 ) -> CpuFill:  # fmt: skip
-    """The tables of non-empty tensors; ``geometry``: one ``(outer, run, gstride, start)`` per tensor (None:
-    whole tensors, ``(1, numel, numel, 0)``)."""
-    n = len(rows)
+    """The tables of non-empty tensors from the rows' columns; ``geometry``: one ``(outer, run, gstride, start)``
+    per tensor (None: whole tensors, ``(1, numel, numel, 0)``)."""
+    n = len(tensors)
     if n == 0:
         return CpuFill(np.zeros((0, NI), dtype=np.int64), np.zeros((0, NF), dtype=np.float64), lib, [])
-    dist, mean, std, low, high, stream, _ = zip(*rows)
+    dist, mean, std, low, high, stream, _ = columns
     streams = _streams(stream)
     floats = _parameters(n, (dist, mean, std, low, high), dtypes)
     ints = np.empty((n, NI), dtype=np.int64)
@@ -154,7 +155,7 @@ def _tables(
     ints[:, 0] = ptrs
     one = dtypes.count(dtypes[0]) == n
     ints[:, 1] = DTYPE_CODES[dtypes[0]] if one else list(map(DTYPE_CODES.__getitem__, dtypes))
-    ints[:, 2] = dist
+    ints[:, 2] = dist[0] if dist.count(dist[0]) == n else dist
     if geometry is not None:
         ints[:, 4:] = geometry
     else:
