@@ -67,28 +67,18 @@ static inline void philox1(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1
 }
 
 /* The vector Philox, at the widest width of the build: LANES counters per vector, G independent groups of
- * vectors (to hide the latency of the multiplies), BLOCK = G * LANES counters per call. mulhilo gives the high
- * and low words of x * m (32 x 32 -> 64-bit products of the even, then the odd lanes); store4 writes the words
- * of 4 vectors (word j of LANES counters in x_j) counter by counter: counter i's words to o[4 i .. 4 i + 4). */
+ * vectors (to hide the latency of the multiplies), BLOCK = G * LANES counters per call. VI(op) names the
+ * width's _mm*_op intrinsic; V_ODD(a, b) takes the even lanes of a and the odd lanes of b; store_lanes writes
+ * r_0 .. r_3, whose 128-bit lane k holds the words of counter 4 k + j in r_j, counter by counter. */
 #if defined(__AVX512F__)
 #define VECTOR_PHILOX 1
 enum { LANES = 16 };
 typedef __m512i vec;
+#define VI(op) _mm512_##op
 #define V_LOAD(p) _mm512_loadu_si512((const void *)(p))
-#define V_SET1(x) _mm512_set1_epi32((int)(x))
 #define V_XOR _mm512_xor_si512
-#define V_ADD _mm512_add_epi32
-static inline void mulhilo(vec x, vec m, vec *hi, vec *lo) {
-    vec pe = _mm512_mul_epu32(x, m), po = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m);
-    *lo = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
-    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 32), po);
-}
-static inline void store4(vec x0, vec x1, vec x2, vec x3, uint32_t *o) {
-    vec t0 = _mm512_unpacklo_epi32(x0, x1), t1 = _mm512_unpackhi_epi32(x0, x1);
-    vec t2 = _mm512_unpacklo_epi32(x2, x3), t3 = _mm512_unpackhi_epi32(x2, x3);
-    /* 128-bit lane k of r_j: the words of counter 4 k + j; then a 4 x 4 transpose of the 128-bit lanes */
-    vec r0 = _mm512_unpacklo_epi64(t0, t2), r1 = _mm512_unpackhi_epi64(t0, t2);
-    vec r2 = _mm512_unpacklo_epi64(t1, t3), r3 = _mm512_unpackhi_epi64(t1, t3);
+#define V_ODD(a, b) _mm512_mask_blend_epi32(0xAAAA, a, b)
+static inline void store_lanes(vec r0, vec r1, vec r2, vec r3, uint32_t *o) { /* 4 x 4 transpose of lanes */
     vec u0 = _mm512_shuffle_i64x2(r0, r1, 0x44), u1 = _mm512_shuffle_i64x2(r2, r3, 0x44);
     vec u2 = _mm512_shuffle_i64x2(r0, r1, 0xEE), u3 = _mm512_shuffle_i64x2(r2, r3, 0xEE);
     _mm512_storeu_si512((void *)o, _mm512_shuffle_i64x2(u0, u1, 0x88));
@@ -100,20 +90,11 @@ static inline void store4(vec x0, vec x1, vec x2, vec x3, uint32_t *o) {
 #define VECTOR_PHILOX 1
 enum { LANES = 8 };
 typedef __m256i vec;
+#define VI(op) _mm256_##op
 #define V_LOAD(p) _mm256_loadu_si256((const __m256i *)(p))
-#define V_SET1(x) _mm256_set1_epi32((int)(x))
 #define V_XOR _mm256_xor_si256
-#define V_ADD _mm256_add_epi32
-static inline void mulhilo(vec x, vec m, vec *hi, vec *lo) {
-    vec pe = _mm256_mul_epu32(x, m), po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
-    *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
-    *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
-}
-static inline void store4(vec x0, vec x1, vec x2, vec x3, uint32_t *o) {
-    vec t0 = _mm256_unpacklo_epi32(x0, x1), t1 = _mm256_unpackhi_epi32(x0, x1);
-    vec t2 = _mm256_unpacklo_epi32(x2, x3), t3 = _mm256_unpackhi_epi32(x2, x3);
-    vec r0 = _mm256_unpacklo_epi64(t0, t2), r1 = _mm256_unpackhi_epi64(t0, t2);
-    vec r2 = _mm256_unpacklo_epi64(t1, t3), r3 = _mm256_unpackhi_epi64(t1, t3);
+#define V_ODD(a, b) _mm256_blend_epi32(a, b, 0xAA)
+static inline void store_lanes(vec r0, vec r1, vec r2, vec r3, uint32_t *o) {
     _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(r0, r1, 0x20));
     _mm256_storeu_si256((__m256i *)(o + 8), _mm256_permute2x128_si256(r2, r3, 0x20));
     _mm256_storeu_si256((__m256i *)(o + 16), _mm256_permute2x128_si256(r0, r1, 0x31));
@@ -122,6 +103,23 @@ static inline void store4(vec x0, vec x1, vec x2, vec x3, uint32_t *o) {
 #endif
 
 #if defined(VECTOR_PHILOX)
+#define V_SET1(x) VI(set1_epi32)((int)(x))
+
+/* High and low words of x * m (32 x 32 -> 64-bit products of the even, then the odd lanes). */
+static inline void mulhilo(vec x, vec m, vec *hi, vec *lo) {
+    vec pe = VI(mul_epu32)(x, m), po = VI(mul_epu32)(VI(srli_epi64)(x, 32), m);
+    *lo = V_ODD(pe, VI(slli_epi64)(po, 32));
+    *hi = V_ODD(VI(srli_epi64)(pe, 32), po);
+}
+
+/* Word j of LANES counters in x_j -> o[4 i .. 4 i + 4) = the words of counter i. */
+static inline void store4(vec x0, vec x1, vec x2, vec x3, uint32_t *o) {
+    vec t0 = VI(unpacklo_epi32)(x0, x1), t1 = VI(unpackhi_epi32)(x0, x1);
+    vec t2 = VI(unpacklo_epi32)(x2, x3), t3 = VI(unpackhi_epi32)(x2, x3);
+    store_lanes(VI(unpacklo_epi64)(t0, t2), VI(unpackhi_epi64)(t0, t2), VI(unpacklo_epi64)(t1, t3),
+                VI(unpackhi_epi64)(t1, t3), o);
+}
+
 enum { G = 4, BLOCK = G * LANES };
 /* Philox of the BLOCK counters c .. c + BLOCK - 1, written interleaved to out[0 .. 4 BLOCK). */
 static inline void philox_block(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict out) {
@@ -133,7 +131,8 @@ static inline void philox_block(uint64_t c, uint32_t stream, uint32_t k0, uint32
         x2[g] = V_SET1(stream), x3[g] = V_SET1(0);
     }
     vec a = V_SET1(k0), b = V_SET1(k1);
-    const vec m0 = V_SET1(0xD2511F53u), m1 = V_SET1(0xCD9E8D57u), w0 = V_SET1(0x9E3779B9u), w1 = V_SET1(0xBB67AE85u);
+    const vec m0 = V_SET1(0xD2511F53u), m1 = V_SET1(0xCD9E8D57u);
+    const vec w0 = V_SET1(0x9E3779B9u), w1 = V_SET1(0xBB67AE85u);
     for (int r = 0; r < 10; r++) {
         for (int g = 0; g < G; g++) {
             vec h0, l0, h1, l1;
@@ -143,7 +142,7 @@ static inline void philox_block(uint64_t c, uint32_t stream, uint32_t k0, uint32
             x2[g] = V_XOR(V_XOR(h0, x3[g]), b);
             x1[g] = l1, x3[g] = l0;
         }
-        a = V_ADD(a, w0), b = V_ADD(b, w1);
+        a = VI(add_epi32)(a, w0), b = VI(add_epi32)(b, w1);
     }
     for (int g = 0; g < G; g++) store4(x0[g], x1[g], x2[g], x3[g], out + 4 * LANES * g);
 }
