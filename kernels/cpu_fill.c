@@ -18,6 +18,8 @@
  * log, sin and cos are this file's own (Cephes single-precision algorithms: range reduction with exact
  * products, minimax polynomials, about 1 ulp), written without branches so that the element loops vectorize;
  * the same bits come out on every machine. torch's log / sin / cos (the reference) are within 1 ulp too.
+ * Philox runs 16 counters per instruction with AVX-512, 8 with AVX2, one otherwise (cpu_fill.py adds the
+ * AVX-512 flags where the CPU has them); the element loops take the vector width the build allows.
  *
  * Each tensor is described by 8 int64 (ptr, dtype, dist, stream, outer, run, gstride, start) and 10 fp64
  * (mean, std, low, high, cdf_lo, sf_hi, width, clamp_lo, clamp_hi, unused): the tensor is `outer` runs of
@@ -64,59 +66,99 @@ static inline void philox1(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1
     out[0] = x0, out[1] = x1, out[2] = x2, out[3] = x3;
 }
 
-#if defined(__AVX2__)
-/* High and low words of x * m in 8 lanes (32 x 32 -> 64-bit products of the even, then the odd lanes). */
-static inline void mulhilo8(__m256i x, __m256i m, __m256i *hi, __m256i *lo) {
-    __m256i pe = _mm256_mul_epu32(x, m), po = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), m);
-    *lo = _mm256_blend_epi32(pe, _mm256_slli_epi64(po, 32), 0xAA);
-    *hi = _mm256_blend_epi32(_mm256_srli_epi64(pe, 32), po, 0xAA);
+/* The vector Philox, at the widest width of the build: LANES counters per vector, G independent groups of
+ * vectors (to hide the latency of the multiplies), BLOCK = G * LANES counters per call. VI(op) names the
+ * width's _mm*_op intrinsic; V_ODD(a, b) takes the even lanes of a and the odd lanes of b; store_lanes writes
+ * r_0 .. r_3, whose 128-bit lane k holds the words of counter 4 k + j in r_j, counter by counter. */
+#if defined(__AVX512F__)
+#define VECTOR_PHILOX 1
+enum { LANES = 16 };
+typedef __m512i vec;
+#define VI(op) _mm512_##op
+#define V_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define V_XOR _mm512_xor_si512
+#define V_ODD(a, b) _mm512_mask_blend_epi32(0xAAAA, a, b)
+static inline void store_lanes(vec r0, vec r1, vec r2, vec r3, uint32_t *o) { /* 4 x 4 transpose of lanes */
+    vec u0 = _mm512_shuffle_i64x2(r0, r1, 0x44), u1 = _mm512_shuffle_i64x2(r2, r3, 0x44);
+    vec u2 = _mm512_shuffle_i64x2(r0, r1, 0xEE), u3 = _mm512_shuffle_i64x2(r2, r3, 0xEE);
+    _mm512_storeu_si512((void *)o, _mm512_shuffle_i64x2(u0, u1, 0x88));
+    _mm512_storeu_si512((void *)(o + 16), _mm512_shuffle_i64x2(u0, u1, 0xDD));
+    _mm512_storeu_si512((void *)(o + 32), _mm512_shuffle_i64x2(u2, u3, 0x88));
+    _mm512_storeu_si512((void *)(o + 48), _mm512_shuffle_i64x2(u2, u3, 0xDD));
+}
+#elif defined(__AVX2__)
+#define VECTOR_PHILOX 1
+enum { LANES = 8 };
+typedef __m256i vec;
+#define VI(op) _mm256_##op
+#define V_LOAD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define V_XOR _mm256_xor_si256
+#define V_ODD(a, b) _mm256_blend_epi32(a, b, 0xAA)
+static inline void store_lanes(vec r0, vec r1, vec r2, vec r3, uint32_t *o) {
+    _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(r0, r1, 0x20));
+    _mm256_storeu_si256((__m256i *)(o + 8), _mm256_permute2x128_si256(r2, r3, 0x20));
+    _mm256_storeu_si256((__m256i *)(o + 16), _mm256_permute2x128_si256(r0, r1, 0x31));
+    _mm256_storeu_si256((__m256i *)(o + 24), _mm256_permute2x128_si256(r2, r3, 0x31));
+}
+#endif
+
+#if defined(VECTOR_PHILOX)
+#define V_SET1(x) VI(set1_epi32)((int)(x))
+
+/* High and low words of x * m (32 x 32 -> 64-bit products of the even, then the odd lanes). */
+static inline void mulhilo(vec x, vec m, vec *hi, vec *lo) {
+    vec pe = VI(mul_epu32)(x, m), po = VI(mul_epu32)(VI(srli_epi64)(x, 32), m);
+    *lo = V_ODD(pe, VI(slli_epi64)(po, 32));
+    *hi = V_ODD(VI(srli_epi64)(pe, 32), po);
 }
 
-/* Philox of the G * 8 counters c .. c + 8 G - 1, written interleaved to out[0 .. 32 G): G independent groups
- * of 8 lanes hide the latency of the multiplies. */
-enum { G = 4 };
-static inline void philox8g(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict out) {
-    uint32_t lo[8 * G], hi[8 * G];
-    for (int i = 0; i < 8 * G; i++) lo[i] = (uint32_t)(c + i), hi[i] = (uint32_t)((c + i) >> 32);
-    __m256i x0[G], x1[G], x2[G], x3[G];
+/* Word j of LANES counters in x_j -> o[4 i .. 4 i + 4) = the words of counter i. */
+static inline void store4(vec x0, vec x1, vec x2, vec x3, uint32_t *o) {
+    vec t0 = VI(unpacklo_epi32)(x0, x1), t1 = VI(unpackhi_epi32)(x0, x1);
+    vec t2 = VI(unpacklo_epi32)(x2, x3), t3 = VI(unpackhi_epi32)(x2, x3);
+    store_lanes(VI(unpacklo_epi64)(t0, t2), VI(unpackhi_epi64)(t0, t2), VI(unpacklo_epi64)(t1, t3),
+                VI(unpackhi_epi64)(t1, t3), o);
+}
+
+enum { G = 4, BLOCK = G * LANES };
+/* Philox of the BLOCK counters c .. c + BLOCK - 1, written interleaved to out[0 .. 4 BLOCK). */
+static inline void philox_block(uint64_t c, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict out) {
+    uint32_t lo[BLOCK], hi[BLOCK];
+    for (int i = 0; i < BLOCK; i++) lo[i] = (uint32_t)(c + i), hi[i] = (uint32_t)((c + i) >> 32);
+    vec x0[G], x1[G], x2[G], x3[G];
     for (int g = 0; g < G; g++) {
-        x0[g] = _mm256_loadu_si256((const __m256i *)(lo + 8 * g));
-        x1[g] = _mm256_loadu_si256((const __m256i *)(hi + 8 * g));
-        x2[g] = _mm256_set1_epi32((int)stream), x3[g] = _mm256_setzero_si256();
+        x0[g] = V_LOAD(lo + LANES * g), x1[g] = V_LOAD(hi + LANES * g);
+        x2[g] = V_SET1(stream), x3[g] = V_SET1(0);
     }
-    __m256i a = _mm256_set1_epi32((int)k0), b = _mm256_set1_epi32((int)k1);
-    const __m256i m0 = _mm256_set1_epi32((int)0xD2511F53u), m1 = _mm256_set1_epi32((int)0xCD9E8D57u);
-    const __m256i w0 = _mm256_set1_epi32((int)0x9E3779B9u), w1 = _mm256_set1_epi32((int)0xBB67AE85u);
+    vec a = V_SET1(k0), b = V_SET1(k1);
+    const vec m0 = V_SET1(0xD2511F53u), m1 = V_SET1(0xCD9E8D57u);
+    const vec w0 = V_SET1(0x9E3779B9u), w1 = V_SET1(0xBB67AE85u);
     for (int r = 0; r < 10; r++) {
         for (int g = 0; g < G; g++) {
-            __m256i h0, l0, h1, l1;
-            mulhilo8(x0[g], m0, &h0, &l0);
-            mulhilo8(x2[g], m1, &h1, &l1);
-            x0[g] = _mm256_xor_si256(_mm256_xor_si256(h1, x1[g]), a);
-            x2[g] = _mm256_xor_si256(_mm256_xor_si256(h0, x3[g]), b);
+            vec h0, l0, h1, l1;
+            mulhilo(x0[g], m0, &h0, &l0);
+            mulhilo(x2[g], m1, &h1, &l1);
+            x0[g] = V_XOR(V_XOR(h1, x1[g]), a);
+            x2[g] = V_XOR(V_XOR(h0, x3[g]), b);
             x1[g] = l1, x3[g] = l0;
         }
-        a = _mm256_add_epi32(a, w0), b = _mm256_add_epi32(b, w1);
+        a = VI(add_epi32)(a, w0), b = VI(add_epi32)(b, w1);
     }
-    for (int g = 0; g < G; g++) { /* 4 x 8 transpose: counter i's words to out[4 i .. 4 i + 4) */
-        uint32_t *o = out + 32 * g;
-        __m256i t0 = _mm256_unpacklo_epi32(x0[g], x1[g]), t1 = _mm256_unpackhi_epi32(x0[g], x1[g]);
-        __m256i t2 = _mm256_unpacklo_epi32(x2[g], x3[g]), t3 = _mm256_unpackhi_epi32(x2[g], x3[g]);
-        __m256i r0 = _mm256_unpacklo_epi64(t0, t2), r1 = _mm256_unpackhi_epi64(t0, t2);
-        __m256i r2 = _mm256_unpacklo_epi64(t1, t3), r3 = _mm256_unpackhi_epi64(t1, t3);
-        _mm256_storeu_si256((__m256i *)o, _mm256_permute2x128_si256(r0, r1, 0x20));
-        _mm256_storeu_si256((__m256i *)(o + 8), _mm256_permute2x128_si256(r2, r3, 0x20));
-        _mm256_storeu_si256((__m256i *)(o + 16), _mm256_permute2x128_si256(r0, r1, 0x31));
-        _mm256_storeu_si256((__m256i *)(o + 24), _mm256_permute2x128_si256(r2, r3, 0x31));
-    }
+    for (int g = 0; g < G; g++) store4(x0[g], x1[g], x2[g], x3[g], out + 4 * LANES * g);
 }
 #endif
 
 /* Words of counters c0 .. c0 + n - 1, interleaved: W[4 i + j] = word j of counter c0 + i. */
 static void philox(uint64_t c0, int64_t n, uint32_t stream, uint32_t k0, uint32_t k1, uint32_t *restrict W) {
     int64_t i = 0;
-#if defined(__AVX2__)
-    for (; i + 8 * G <= n; i += 8 * G) philox8g(c0 + (uint64_t)i, stream, k0, k1, W + 4 * i);
+#if defined(VECTOR_PHILOX)
+    for (; i + BLOCK <= n; i += BLOCK) philox_block(c0 + (uint64_t)i, stream, k0, k1, W + 4 * i);
+    if (n - i >= LANES) { /* a tail of at least one vector: one block into a buffer (words depend on c alone) */
+        uint32_t tail[4 * BLOCK];
+        philox_block(c0 + (uint64_t)i, stream, k0, k1, tail);
+        memcpy(W + 4 * i, tail, sizeof(uint32_t) * 4 * (size_t)(n - i));
+        i = n;
+    }
 #endif
     for (; i < n; i++) philox1(c0 + (uint64_t)i, stream, k0, k1, W + 4 * i);
 }

@@ -26,7 +26,10 @@ from . import native
 from .contract import DTYPE_CODES, FILL_PARAMS, FillRow, ShardGeometry, fill_params
 from .native import compile_flags
 
-__all__ = ["CpuFill", "prepare", "prepare_described", "library", "build", "load", "DTYPE_CODES", "standard_values"]
+__all__ = [
+    "CpuFill", "prepare", "prepare_described", "prepare_whole", "library", "build", "load", "DTYPE_CODES",
+    "standard_values",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +37,22 @@ SOURCE = Path(__file__).with_name("cpu_fill.c")
 NI, NF = 8, len(FILL_PARAMS)
 
 
+AVX512 = ("avx512f", "avx512vl", "avx512dq", "avx512bw")
+AVX512_FLAGS = ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mprefer-vector-width=512"]
+
+
 def build(out_dir: Path | None = None) -> Path:
-    """Compile ``cpu_fill.c`` into ``out_dir`` (default: the cache) unless already there; its path."""
-    return native.build(SOURCE, compile_flags(), out_dir)
+    """Compile ``cpu_fill.c`` into ``out_dir`` (default: the cache) unless already there; its path.
+
+    With :func:`compile_flags`' AVX2 on a CPU with AVX-512 (F, VL, DQ, BW), the 512-bit Philox and 16-lane
+    transforms too (the same IEEE operations: the same bits); without it where the compiler refuses them."""
+    flags = compile_flags()
+    if "-mavx2" in flags and set(AVX512) <= native._cpu_flags():
+        try:
+            return native.build(SOURCE, flags + AVX512_FLAGS, out_dir)
+        except RuntimeError as exc:
+            log.info("depthinit.fill: AVX-512 build refused (%s); building with AVX2", exc)
+    return native.build(SOURCE, flags, out_dir)
 
 
 def load(path) -> ctypes.CDLL:
@@ -77,12 +93,15 @@ class CpuFill:
     lib: ctypes.CDLL
     tensors: list = field(default_factory=list, repr=False)
 
+    def __post_init__(self) -> None:
+        self._tables = (self.ints.shape[0], self.ints.ctypes.data, self.floats.ctypes.data)  # read once
+
     def __call__(self, seed: int, threads: int | None = None) -> None:
-        n = self.ints.shape[0]
+        n, ints, floats = self._tables
         if n == 0:
             return
         threads = torch.get_num_threads() if threads is None else int(threads)
-        if self.lib.depthinit_fill(n, self.ints.ctypes.data, self.floats.ctypes.data, seed, threads) != 0:
+        if self.lib.depthinit_fill(n, ints, floats, seed, threads) != 0:
             raise MemoryError("depthinit.fill: the CPU kernel could not allocate its buffers")
 
 
@@ -93,39 +112,91 @@ def prepare(tensors: Sequence[torch.Tensor], rows: Sequence[FillRow], lib: ctype
 
 def prepare_described(entries: Sequence[tuple], lib: ctypes.CDLL | None = None) -> CpuFill:
     """:func:`prepare` of ``(tensor, row, data pointer, dtype, numel)`` entries (what the caller read already)."""
+    lib = _library(lib)
+    if not entries:
+        return _tables((), (), (), (), (), lib)
+    tensors, rows, ptrs, dtypes, numels = zip(*entries)
+    geometry = [(1, numel, numel, 0) if r.geometry is None else _geometry_ints(r.geometry, numel)
+                for r, numel in zip(rows, numels)]  # fmt: skip
+    return _tables(tensors, tuple(zip(*rows)), ptrs, dtypes, numels, lib, geometry)
+
+
+def prepare_whole(
+    tensors: Sequence[torch.Tensor], columns: tuple, ptrs: Sequence[int], dtypes: Sequence[torch.dtype],
+    numels: Sequence[int], lib: ctypes.CDLL | None = None,
+) -> CpuFill:  # fmt: skip
+    """:func:`prepare_described` of whole tensors from columns the caller read already (C-level maps): the
+    table is built column by column, with no Python work per tensor. ``columns``: the ``FillRow`` fields as
+    columns, ``tuple(zip(*rows))``, every geometry None."""
+    return _tables(tensors, columns, ptrs, dtypes, numels, _library(lib))
+
+
+def _library(lib: ctypes.CDLL | None) -> ctypes.CDLL:
     lib = lib or library()
     if lib is None:
         raise RuntimeError("the CPU fill kernel is not available (see the log)")
-    ints: list[int] = []
-    which: list[int] = []  # row of each tensor in the table of distinct parameter rows
-    params: dict = {}  # (distribution parameters, dtype) -> its index: rows usually differ by stream only
-    for _, (dist, mean, std, low, high, stream, geo), ptr, dtype, numel in entries:
-        if not 0 <= stream < 2**32:
-            raise ValueError(f"stream must be a 32-bit id, got {stream}")
-        if geo is None:
-            ints += (ptr, DTYPE_CODES[dtype], dist, stream, 1, numel, numel, 0)
-        else:
-            ints += (ptr, DTYPE_CODES[dtype], dist, stream, *_geometry_ints(geo, numel))
-        key = (dist, mean, std, low, high, dtype)
-        k = params.get(key)
-        if k is None:
-            k = params[key] = len(params)
-        which.append(k)
-    n = len(entries)
-    distinct = np.array([fill_params(*key) for key in params], dtype=np.float64).reshape(-1, NF)
-    return CpuFill(
-        np.fromiter(ints, dtype=np.int64, count=n * NI).reshape(n, NI),
-        np.ascontiguousarray(distinct[np.fromiter(which, dtype=np.int64, count=n)]),
-        lib, [e[0] for e in entries],
-    )  # fmt: skip
+    return lib
+
+
+def _tables(
+    tensors: Sequence, columns: tuple, ptrs: Sequence, dtypes: Sequence, numels: Sequence, lib: ctypes.CDLL,
+    geometry: list | None = None,
+) -> CpuFill:  # fmt: skip
+    """The tables of non-empty tensors from the rows' columns; ``geometry``: one ``(outer, run, gstride, start)``
+    per tensor (None: whole tensors, ``(1, numel, numel, 0)``)."""
+    n = len(tensors)
+    if n == 0:
+        return CpuFill(np.zeros((0, NI), dtype=np.int64), np.zeros((0, NF), dtype=np.float64), lib, [])
+    dist, mean, std, low, high, stream, _ = columns
+    streams = _streams(stream)
+    floats = _parameters(n, (dist, mean, std, low, high), dtypes)
+    ints = np.empty((n, NI), dtype=np.int64)
+    ints[:, 3] = streams
+    ints[:, 0] = ptrs
+    one = dtypes.count(dtypes[0]) == n
+    ints[:, 1] = DTYPE_CODES[dtypes[0]] if one else list(map(DTYPE_CODES.__getitem__, dtypes))
+    ints[:, 2] = dist[0] if dist.count(dist[0]) == n else dist
+    if geometry is not None:
+        ints[:, 4:] = geometry
+    else:
+        ints[:, 4], ints[:, 7] = 1, 0
+        ints[:, 5] = numels
+        ints[:, 6] = ints[:, 5]
+    return CpuFill(ints, floats, lib, list(tensors))
+
+
+def _parameters(n: int, columns: tuple, dtypes: Sequence) -> np.ndarray:
+    """The fp64 ``[n, NF]`` table: :func:`fill_params` once per distinct (distribution, mean, std, low, high,
+    dtype), since rows usually differ by stream only; one check per column when every row is alike."""
+    if all(c.count(c[0]) == n for c in (*columns, dtypes)):  # list.count: one C-level comparison per row
+        return np.tile(np.array(fill_params(*(c[0] for c in columns), dtypes[0]), dtype=np.float64), (n, 1))
+    keys = list(zip(*columns, dtypes))
+    index = dict.fromkeys(keys)
+    for k, key in enumerate(index):
+        index[key] = k
+    distinct = np.array([fill_params(*key) for key in index], dtype=np.float64).reshape(-1, NF)
+    return np.ascontiguousarray(distinct[np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=n)])
+
+
+def _streams(stream: Sequence) -> np.ndarray:
+    """The stream column as int64, or the ValueError naming the first stream that is not a 32-bit id."""
+    try:
+        col = np.array(stream, dtype=np.int64)
+        ok = col.ndim == 1 and bool(((col >= 0) & (col < 2**32)).all())
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        for s in stream:
+            if not 0 <= s < 2**32:
+                raise ValueError(f"stream must be a 32-bit id, got {s}")
+        col = np.fromiter(stream, dtype=np.int64, count=len(stream))
+    return col
 
 
 def standard_values(dist: int, c_start: int, n: int, stream: int, seed: int, row: FillRow) -> torch.Tensor:
     """fp32 ``[n, 4]`` standard values (z, or u for uniform) the kernel computes for counters
     ``c_start .. c_start + n - 1`` (tests: the transforms against the reference)."""
-    lib = library()
-    if lib is None:
-        raise RuntimeError("the CPU fill kernel is not available (see the log)")
+    lib = _library(None)
     p = dict(zip(FILL_PARAMS, fill_params(row.dist, row.mean, row.std, row.low, row.high, torch.float32)))
     out = torch.empty((n, 4), dtype=torch.float32)
     lib.depthinit_fill_standard(dist, c_start, n, stream, seed, p["cdf_lo"], p["sf_hi"], p["width"], out.data_ptr())

@@ -1,0 +1,134 @@
+"""Preparing a CPU fill: the column-wise tables of plain tensors, the general loop, and the AVX-512 build.
+
+``prepare_fill`` reads a list of plain contiguous CPU tensors at distinct pointers with C-level maps and builds the
+C kernel's tables column by column; anything else goes through the per-tensor loop. Both must give the same
+tables (hence the same values), and the same errors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from depthinit import rng
+from depthinit.fill import prepare_fill
+from depthinit.kernels import cpu_fill as K
+from depthinit.kernels import native
+from depthinit.kernels.contract import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow
+from tests.test_fill_kernel import SEED, close
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _kernel():
+    if K.library() is None:
+        pytest.skip("no C compiler: the CPU fill kernel cannot be built")
+
+
+def _described(tensors, rows) -> K.CpuFill:
+    """The general loop's tables (one entry per tensor, read in Python)."""
+    return K.prepare_described([(t, r, t.data_ptr(), t.dtype, t.numel()) for t, r in zip(tensors, rows)])
+
+
+def _mixed(n: int = 60) -> tuple[list, list]:
+    """Plain tensors and Parameters of every dtype, with rows that repeat and rows that differ."""
+    dtypes = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+    kinds = [
+        (DIST_NORMAL, 0.0, 0.02, 0.0, 1.0),
+        (DIST_NORMAL, 0.5, 1.5, 0.0, 1.0),
+        (DIST_UNIFORM, 0.0, 1.0, -0.25, 0.75),
+        (DIST_TRUNC_NORMAL, 0.0, 1.0, -2.0, 2.0),
+        (DIST_CONSTANT, -0.0, 1.0, 0.0, 1.0),
+        (DIST_CONSTANT, 0.0, 1.0, 0.0, 1.0),
+    ]
+    tensors, rows = [], []
+    for i in range(n):
+        t = torch.empty(3 + i % 7, 5 + i % 3, dtype=dtypes[i % 4])
+        tensors.append(nn.Parameter(t) if i % 3 == 0 else t)
+        rows.append(FillRow(*kinds[i % len(kinds)], stream=(i * 2654435761) % 2**32))
+    return tensors, rows
+
+
+def _no_loop(*args, **kwargs):
+    raise AssertionError("the per-tensor loop ran on a list the columns take")
+
+
+def test_column_tables_equal_the_loop_tables(monkeypatch):
+    tensors, rows = _mixed()
+    with monkeypatch.context() as m:
+        m.setattr(K, "prepare_described", _no_loop)
+        prepared = prepare_fill(tensors, rows)
+    assert len(prepared.native) == 1 and not prepared.torch_jobs and not prepared.copies
+    fast, slow = prepared.native[0], _described(tensors, rows)
+    assert np.array_equal(fast.ints, slow.ints)
+    assert np.array_equal(fast.floats.view(np.int64), slow.floats.view(np.int64))  # bitwise, -0.0 included
+    assert fast.floats.flags.c_contiguous and fast.ints.flags.c_contiguous
+    assert all(a is b for a, b in zip(fast.tensors, tensors))
+    prepared(SEED)
+    for t, row in zip(tensors, rows):
+        close(t.detach().reshape(-1), rng.reference_values(row, SEED, t.numel(), t.dtype), row)
+
+
+@pytest.mark.parametrize("same", [True, False], ids=["rows_alike", "rows_differ"])
+def test_one_row_or_many_give_the_same_tables(same, monkeypatch):
+    tensors = [torch.empty(4, 4) for _ in range(50)]
+    rows = [FillRow(DIST_NORMAL, 0.0, 0.02 if same or i % 2 else 0.03, stream=i) for i in range(50)]
+    with monkeypatch.context() as m:
+        m.setattr(K, "prepare_described", _no_loop)
+        fast = prepare_fill(tensors, rows).native[0]
+    slow = _described(tensors, rows)
+    assert np.array_equal(fast.ints, slow.ints) and np.array_equal(fast.floats, slow.floats)
+    assert len({tuple(r) for r in fast.floats}) == (1 if same else 2)
+
+
+def test_lists_the_columns_cannot_take_go_through_the_loop():
+    """Tied tensors (filled once), non-contiguous ones (a staging buffer), empty ones, shard rows."""
+    base = torch.empty(8, 6)
+    tied = [base, torch.empty(5), base]
+    rows = [FillRow(DIST_NORMAL, stream=1), FillRow(DIST_UNIFORM, stream=2), FillRow(DIST_NORMAL, stream=1)]
+    assert prepare_fill(tied, rows).native[0].ints.shape[0] == 2
+    with pytest.raises(ValueError, match="appears twice with different rows"):
+        prepare_fill(tied, rows[:2] + [FillRow(DIST_NORMAL, stream=3)])
+    strided = [torch.empty(6, 8).t(), torch.empty(0), torch.empty(3)]
+    prepared = prepare_fill(strided, [FillRow(DIST_NORMAL, stream=s) for s in (4, 5, 6)])
+    assert len(prepared.copies) == 1 and prepared.native[0].ints.shape[0] == 2
+    prepared(SEED)
+    close(strided[0].reshape(-1), rng.reference_values(FillRow(DIST_NORMAL, stream=4), SEED, 48, torch.float32),
+          FillRow(DIST_NORMAL, stream=4))  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [-1, 2**32, 2**70])
+def test_a_bad_stream_is_named(stream):
+    tensors = [torch.empty(3) for _ in range(4)]
+    rows = [FillRow(DIST_NORMAL, stream=s) for s in (1, 2, stream, 3)]
+    with pytest.raises(ValueError, match=f"stream must be a 32-bit id, got {stream}"):
+        prepare_fill(tensors, rows)
+
+
+def test_bad_parameters_are_refused_before_anything_is_written():
+    tensors = [torch.zeros(3) for _ in range(3)]
+    rows = [FillRow(DIST_NORMAL, stream=1), FillRow(DIST_UNIFORM, low=1.0, high=0.0, stream=2),
+            FillRow(7, stream=3)]  # fmt: skip
+    with pytest.raises(ValueError, match="uniform needs finite bounds"):
+        prepare_fill(tensors, rows)
+    with pytest.raises(ValueError, match="unknown distribution code"):
+        prepare_fill(tensors[:1], rows[2:])
+    assert all(not t.any() for t in tensors)
+
+
+def test_avx512_build_gives_the_avx2_bits(tmp_path, monkeypatch):
+    """The AVX-512 build (where this CPU has it) and the AVX2 one write the same bits."""
+    if not set(K.AVX512) <= native._cpu_flags() or "-mavx2" not in K.compile_flags():
+        pytest.skip("this CPU has no AVX-512 (or no AVX2)")
+    monkeypatch.setattr(K, "AVX512_FLAGS", [])
+    avx2 = K.load(K.build(tmp_path))
+    monkeypatch.undo()
+    n = 3 * 4096 + 77
+    for dist in (DIST_NORMAL, DIST_UNIFORM, DIST_TRUNC_NORMAL, DIST_CONSTANT):
+        for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+            row = FillRow(dist, 0.25, 1.5, -1.0, 2.0, stream=11)
+            a, b = (torch.empty(n, dtype=dtype) for _ in range(2))
+            K.prepare([a], [row])(SEED)
+            K.prepare([b], [row], lib=avx2)(SEED)
+            assert torch.equal(a.view(torch.uint8), b.view(torch.uint8)), (dist, dtype)
