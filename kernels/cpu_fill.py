@@ -37,22 +37,12 @@ SOURCE = Path(__file__).with_name("cpu_fill.c")
 NI, NF = 8, len(FILL_PARAMS)
 
 
-AVX512 = ("avx512f", "avx512vl", "avx512dq", "avx512bw")
-AVX512_FLAGS = ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mprefer-vector-width=512"]
-
-
 def build(out_dir: Path | None = None) -> Path:
     """Compile ``cpu_fill.c`` into ``out_dir`` (default: the cache) unless already there; its path.
 
-    With :func:`compile_flags`' AVX2 on a CPU with AVX-512 (F, VL, DQ, BW), the 512-bit Philox and 16-lane
-    transforms too (the same IEEE operations: the same bits); without it where the compiler refuses them."""
-    flags = compile_flags()
-    if "-mavx2" in flags and set(AVX512) <= native._cpu_flags():
-        try:
-            return native.build(SOURCE, flags + AVX512_FLAGS, out_dir)
-        except RuntimeError as exc:
-            log.info("depthinit.fill: AVX-512 build refused (%s); building with AVX2", exc)
-    return native.build(SOURCE, flags, out_dir)
+    On a CPU with AVX-512 (F, VL, DQ, BW) the 512-bit Philox and 16-lane transforms too (the same IEEE
+    operations: the same bits); the AVX2 build where the compiler refuses them."""
+    return native.build_widest(SOURCE, [compile_flags(avx512=True), compile_flags()], out_dir, log)
 
 
 def load(path) -> ctypes.CDLL:

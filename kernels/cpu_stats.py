@@ -39,7 +39,7 @@ CHUNK = 4096  # elements per chunk, as in cpu_stats.c
 
 def build(out_dir: Path | None = None) -> Path:
     """Compile ``cpu_stats.c`` into ``out_dir`` (default: the cache) unless already there; its path."""
-    return native.build(SOURCE, compile_flags(avx512=True), out_dir)
+    return native.build_widest(SOURCE, [compile_flags(avx512=True), compile_flags()], out_dir, log)
 
 
 @functools.cache

@@ -51,17 +51,22 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+AVX512 = ("avx512f", "avx512vl", "avx512dq", "avx512bw")  # what the kernels' AVX-512 paths use
+AVX512_FLAGS = ["-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mprefer-vector-width=512"]
+
+
 def compile_flags(avx512: bool = False) -> list[str]:
     """``-O3``, IEEE arithmetic as written (no contraction, no reassociation), plus AVX2 / FMA / F16C where this
-    x86 CPU has them, and AVX-512F with ``avx512`` (a kernel with an AVX-512 path) where it has that too."""
+    x86 CPU has them, and with ``avx512`` the AVX-512 F/VL/DQ/BW of :data:`AVX512_FLAGS` where it has those too
+    (the kernels' 512-bit paths; the same IEEE operations, so the same values)."""
     flags = ["-O3", "-std=c11", "-fPIC", "-shared", "-pthread", "-fno-math-errno", "-fno-trapping-math",
              "-ffp-contract=off"]  # fmt: skip
     if platform.machine() in ("x86_64", "AMD64"):
         have = _cpu_flags()
         if {"avx2", "fma"} <= have:
             flags += ["-mavx2", "-mfma"] + (["-mf16c"] if "f16c" in have else [])
-            if avx512 and "avx512f" in have:
-                flags.append("-mavx512f")
+            if avx512 and set(AVX512) <= have:
+                flags += AVX512_FLAGS
     return flags
 
 
@@ -92,6 +97,22 @@ def build(source: Path, flags: list[str], out_dir: Path | None = None) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def build_widest(source: Path, flag_sets: list[list[str]], out_dir: Path | None, log: logging.Logger) -> Path:
+    """:func:`build` with the first of ``flag_sets`` the compiler takes (widest vectors first): a compiler that
+    refuses AVX-512 gets the AVX2 build, logged at info level. Raises the last error when none builds."""
+    err: RuntimeError | None = None
+    for i, flags in enumerate(flag_sets):
+        if i and flags == flag_sets[i - 1]:
+            continue
+        try:
+            return build(source, flags, out_dir)
+        except RuntimeError as exc:
+            err = exc
+            log.info("%s: build with %s refused (%s); trying narrower vectors", Path(source).name, flags, exc)
+    assert err is not None
+    raise err
 
 
 def open_library(
