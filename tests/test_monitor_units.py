@@ -212,6 +212,20 @@ def test_monitor_update_records_equal_the_weight_change():
         assert set(recs["0"]) == {"step", "kind", "name", "layer", *(["delta_l2"] if mode == "exact" else []), field}
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+def test_norm_change_of_unchanged_weights_is_exactly_zero(dtype):
+    """Both norms of an update row are sums of squares of the same statistics kernel over the same elements: weights
+    that did not move read 0, not the rounding difference of two summations (an fp32 norm pass against fp64 sums
+    reads ~1e-7). A large weight (2**20 elements: many chunks, both threads) and a small one."""
+    model = nn.Sequential(nn.Linear(1024, 1024), nn.Linear(1024, 3)).to(dtype)
+    mon = VarianceMonitor(model, every=2, update="norm", alerts=None, activations=False, grads=False)
+    for _ in range(5):
+        mon.step()
+    recs = [r for r in mon.history if r["kind"] == "update"]
+    mon.close()
+    assert len(recs) == 2 * 4 and all(r["norm_change_ratio"] == 0.0 for r in recs), recs  # 2 steps x 4 params
+
+
 # -- ring ----------------------------------------------------------------------------------------------------------
 
 

@@ -91,10 +91,10 @@ class VarianceMonitor:
             ``{name: (q_size, k_size, v_size)}`` (grouped-query attention).
         per_head: add one row per attention head of each Q/K/V row.
         n_head: number of heads (default: read from the attention module: ``n_head``, ``num_heads``...).
-        update: ``"norm"`` (default): ``norm_change_ratio = |‖w_t‖ − ‖w_{t−1}‖| / ‖w_t‖`` (``‖w_{t−1}‖``: an
-            fp32 ``torch._foreach_norm`` pass on the step before, resolution about 1e-6; ``‖w_t‖``: the step's
-            weight statistics): no memory, but only a **lower bound** of ``‖Δw‖ / ‖w‖`` (the triangle
-            inequality; a rotation that keeps the norm reads 0).
+        update: ``"norm"`` (default): ``norm_change_ratio = |‖w_t‖ − ‖w_{t−1}‖| / ‖w_t‖`` (fp64 sums of
+            squares: the weight statistics of the step before and of the monitored step; unchanged weights read
+            exactly 0): no memory, but only a **lower bound** of ``‖Δw‖ / ‖w‖`` (the triangle inequality; a
+            rotation that keeps the norm reads 0).
             ``"exact"``: ``update_ratio = ‖w_t − w_{t−1}‖ / ‖w_t‖``, exactly, from a copy of the monitored
             weights (in their own dtype) kept during the one step before each monitored step:
             transiently one more copy of the weights. ``None``: off. Both compare consecutive optimizer

@@ -120,7 +120,7 @@ class StepMeasure:
         norm = None
         if has_update and updates.mode == "norm":
             numel = self.consts.get(("numel",), lambda: [float(v.numel()) for v in wv], torch.float64)
-            norm = updates.norm_rows(wv, numel, current_sq=rows[0][: len(wv), SUMSQ])
+            norm = updates.norm_rows(wv, numel, current_sq=rows[0][: len(wv), SUMSQ] if wv else None)
         if norm is not None:
             rows.append(norm)
             flags, contrib = flags + ws, contrib + wc

@@ -6,8 +6,9 @@ the update rows are measured against it:
 * ``update="exact"``: a copy of the weights (in their own dtype); the update row is the statistics row of
   ``Δw = w_t − w_{t−1}`` (measured in the same launch as the weights), and the record fields are
   ``delta_l2 = ‖Δw‖`` and ``update_ratio = ‖Δw‖ / ‖w_t‖``;
-* ``update="norm"``: the squared norms ``‖w_{t−1}‖²`` (one ``torch._foreach_norm`` pass); the update row holds
-  the element count, ``‖w_t‖²`` (the sum of squares of the step's weight statistics, measured anyway) and
+* ``update="norm"``: the squared norms ``‖w_{t−1}‖²`` (the sums of squares of one statistics launch over the
+  weights); the update row holds the element count, ``‖w_t‖²`` (the sums of squares of the step's own weight
+  statistics, measured anyway: the same kernel and summation order, so unchanged weights give exactly 0) and
   ``‖w_{t−1}‖²`` in the named columns below, and the record field is
   ``norm_change_ratio = |‖w_t‖ − ‖w_{t−1}‖| / ‖w_t‖`` (a lower bound of the update ratio).
 
@@ -28,13 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from depthinit import stats as _stats
 from depthinit.kernels.contract import COUNT, M2, N_FIELDS, SUMSQ
 
 UPDATE_MODES = ("norm", "exact", None)
 # update="exact": the row is the statistics of Δw; its sum of squares is ‖Δw‖²
 DELTA_SQ = SUMSQ
-# update="norm": the element count, ‖w_t‖² (fp64, from the weight rows) and ‖w_{t-1}‖² (an fp32-accumulated norm
-# pass on the step before); other columns 0
+# update="norm": the element count, ‖w_t‖² (from the step's weight rows) and ‖w_{t-1}‖² (the same statistics on the
+# step before), both fp64 sums; other columns 0
 NUMEL, NORM_SQ, PREV_NORM_SQ = COUNT, M2, SUMSQ
 UPDATE_FIELDS = {"exact": ("delta_l2", "update_ratio"), "norm": ("norm_change_ratio",)}
 
@@ -55,20 +57,11 @@ def update_fields(mode: str, update_rows: np.ndarray, weight_rows: np.ndarray) -
 
 
 def squared_norms(views: list[Tensor], device: torch.device) -> Tensor:
-    """``[n]`` fp64 squared L2 norms (fp32 accumulation, fp64 for fp64 tensors; one native pass per tensor)."""
+    """``[n]`` fp64 squared L2 norms: the sums of squares of one statistics launch over ``views`` (what the
+    weight rows of a monitored step hold, so that the two norms of an update row are summed the same way)."""
     if not views:
         return torch.zeros(0, dtype=torch.float64, device=device)
-    wide = [v.dtype == torch.float64 for v in views]
-    if not any(wide):
-        norms = torch._foreach_norm(views, 2, dtype=torch.float32)
-        return torch.stack(norms).to(torch.float64).square().to(device)
-    out = [None] * len(views)  # fp64 tensors in fp64 (a float32 accumulation cannot take them)
-    for w, dt in ((False, torch.float32), (True, torch.float64)):
-        idx = [i for i, x in enumerate(wide) if x == w]
-        if idx:
-            for i, n in zip(idx, torch._foreach_norm([views[i] for i in idx], 2, dtype=dt)):
-                out[i] = n.to(torch.float64)
-    return torch.stack(out).square().to(device)
+    return _stats.tensor_stats(views)[:, SUMSQ].to(device)
 
 
 class UpdateTracker:
@@ -113,8 +106,8 @@ class UpdateTracker:
     def norm_rows(self, views: list[Tensor], numel: Tensor, current_sq: Tensor | None = None) -> Tensor | None:
         """``update="norm"``: ``[n, N_FIELDS]`` update rows (:data:`NUMEL`, :data:`NORM_SQ`, :data:`PREV_NORM_SQ`)
         on ``numel``'s device; ``numel``: the fp64 element count of each view. ``current_sq``: ``‖w_t‖²`` of each
-        view when already measured (the sum of squares of the weights' statistics rows, fp64: no second pass
-        over the weights); else one norm pass."""
+        view when already measured (the sums of squares of the step's weight rows: no second pass over the
+        weights); else one statistics pass."""
         if self.mode != "norm" or self.prev_sq is None:
             return None
         u = torch.zeros((len(views), N_FIELDS), dtype=torch.float64, device=numel.device)
