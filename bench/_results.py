@@ -2,13 +2,12 @@
 
 Not a benchmark itself (``depthinit bench`` runs ``bench_*`` and ``gpu_*`` files only). Every benchmark's ``run``
 function returns plain data holding a list of :func:`timing_row` dicts under ``"rows"``; its ``main`` prints
-them with :func:`print_rows` and, given ``--json PATH``, saves the data with :func:`write_json`, which is what
+them with :func:`print_rows` and, given ``--json PATH``, saves the data with :func:`save_json`, which is what
 ``depthinit bench`` reads (never the printed text).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -19,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # run as ``python bench/x.py`` from a checkout: the package beside bench/ is the one
     sys.path.insert(0, ROOT)
 
-from depthinit.report import aligned_table, json_safe  # noqa: E402
+from depthinit.report import aligned_table, strict_json, write_json  # noqa: E402
 
 ROW_FIELDS = ("name", "implementation", "baseline", "median_ms", "min_ms", "max_ms", "reps", "ratio", "gbs", "note")
 
@@ -53,11 +52,10 @@ def print_rows(rows: Sequence[dict[str, Any]]) -> None:
     print(format_rows(rows))
 
 
-def write_json(data: Any, path: str) -> None:
+def save_json(data: Any, path: str) -> None:
     """Save ``data`` as strict JSON (non-finite numbers as null); ``-`` prints it instead."""
-    text = json.dumps(json_safe(data), indent=1, default=str, allow_nan=False)
+    text = strict_json(data)
     if path == "-":
         print(text)
         return
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
+    write_json(path, data)

@@ -42,7 +42,7 @@ if ROOT not in sys.path:
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
-from _results import print_rows, timing_row, write_json  # noqa: E402
+from _results import print_rows, save_json, timing_row  # noqa: E402
 
 import depthinit as di  # noqa: E402
 from depthinit.fill import prepare_fill, warmup_cpu  # noqa: E402
@@ -278,7 +278,7 @@ def main(argv=None) -> dict:
     results = run(args.reps, args.skip_gpt2, args.first_call, args.llama)
     print_results(results)
     if args.json:
-        write_json(results, args.json)
+        save_json(results, args.json)
     return results
 
 

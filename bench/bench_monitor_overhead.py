@@ -46,7 +46,7 @@ from torch import nn
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-from _results import write_json  # noqa: E402  (it also makes the checkout's package importable)
+from _results import save_json  # noqa: E402  (it also makes the checkout's package importable)
 
 
 class WatchLike:
@@ -395,7 +395,7 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
     else:
         print("\n\n".join(report(r) for r in results))
         if args.json:
-            write_json(res, args.json)
+            save_json(res, args.json)
     return res
 
 

@@ -32,7 +32,7 @@ import torch
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-from _results import print_rows, timing_row, write_json  # noqa: E402
+from _results import print_rows, save_json, timing_row  # noqa: E402
 
 
 def make_params(width: int, blocks: int, seed: int = 0) -> list[torch.Tensor]:
@@ -141,7 +141,7 @@ def main(argv=None) -> dict:
     print_result(res)
     print(f"total benchmark time: {time.perf_counter() - t0:.0f} s")
     if args.json:
-        write_json(res, args.json)
+        save_json(res, args.json)
     return res["summary"]
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import subprocess
@@ -281,7 +280,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from depthinit.report import json_safe
+    from depthinit.report import write_json
 
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine, or pass --dry-run", file=sys.stderr)
@@ -314,12 +313,10 @@ def main(argv=None) -> int:
             t = res[part]
             ok = ok and t.get("ran", False) and t.get("failed", 1) + t.get("errors", 1) == 0
         res["table"] = table_rows(res)
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(json_safe(res), f, indent=1, default=str, allow_nan=False)
+        write_json(path, res)
     res["seconds"]["total"] = round(time.perf_counter() - t_all, 1)
     res["optional_modules_loaded"] = sorted(m for m in OPTIONAL if m in sys.modules)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(json_safe(res), f, indent=1, default=str, allow_nan=False)
+    write_json(path, res)
     env = res["environment"]
     dry = " (DRY RUN: CPU, Triton interpreter, tiny sizes)" if args.dry_run else ""
     print(f"depthinit gpu check{dry}: {env['device']}, torch {env['torch']}, triton {env['triton']}, "

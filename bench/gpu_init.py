@@ -31,7 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _gpu import copy_bandwidth, device_name, free, gbs, time_ms, use_checkout  # noqa: E402
-from _results import write_json  # noqa: E402
+from _results import save_json  # noqa: E402
 
 use_checkout()
 
@@ -206,7 +206,7 @@ def main(argv=None) -> list[dict]:
         res = run(args.tensors, args.dtype, args.params, args.seed, args.reps, args.dry_run)
         print_rows(res)
     if args.json:
-        write_json(res, args.json)
+        save_json(res, args.json)
     return [r for r in res["rows"] if r["tensors"] > 1]  # the per-model rows
 
 

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _gpu import copy_bandwidth, device_name, free, gbs, time_ms, use_checkout  # noqa: E402
-from _results import write_json  # noqa: E402
+from _results import save_json  # noqa: E402
 
 use_checkout()
 
@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
     print(f"vs fp64 reference: variance rel. error {res['var_rel']:.1e}, mean error {res['mean_err']:.1e} std, "
           f"count/min/max/absmax/nonfinite/zeros equal: {res['exact_fields_equal']}")  # fmt: skip
     if args.json:
-        write_json(res, args.json)
+        save_json(res, args.json)
     return res
 
 

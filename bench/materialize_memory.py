@@ -18,7 +18,7 @@ import sys
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-from _results import write_json  # noqa: E402
+from _results import save_json  # noqa: E402
 
 CHILD = r"""
 import json, sys, torch
@@ -69,7 +69,7 @@ def main(argv=None) -> dict:
           f"peak extra host memory {(r['peak'] - r['rss_before']) / 2**20:.0f} MiB = {r['ratio']:.3f}x the parameter "
           f"bytes (target <= {r['target']}x)")
     if args.json:
-        write_json(r, args.json)
+        save_json(r, args.json)
     return r
 
 

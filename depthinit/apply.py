@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .distributed import is_dtensor, local_tensor
+from .distributed import is_dtensor, local_tensor, storage_key
 from .reparam import finish, finishes
 
 EDITS = [0]  # edits of PlanRows made so far (PlanRow.__setattr__ counts them): a cached fill is checked again
@@ -49,7 +49,7 @@ def _resolve(plan: Any, model: nn.Module, backend: str, walk: tuple) -> _Applied
         plan.check_consistent()
     # The kernel tables (pointers, chunks, parameters) are built once and reused while the targets and
     # rows stay the same (re-initializing a model, a seed sweep).
-    key = (backend, tuple(rows), tuple(_storage_key(local_tensor(t)) for t in tensors))
+    key = (backend, tuple(rows), tuple(storage_key(local_tensor(t)) for t in tensors))
     old = plan._cache.get("fill")
     if old is None or old[0] != key:
         old = plan._cache["fill"] = (key, prepare_fill(tensors, rows, backend) if tensors else None)
@@ -155,10 +155,6 @@ def _finishing(model: nn.Module) -> list:
 def _target_params(model: nn.Module, rows: list) -> Iterator[torch.Tensor]:
     params = dict(model.named_parameters(remove_duplicate=False))
     return (params[r.name] for r in rows if r.distribution != "keep")
-
-
-def _storage_key(t: torch.Tensor) -> tuple:
-    return (t.device, t.data_ptr(), t.dtype, tuple(t.shape), tuple(t.stride()))
 
 
 def _orthogonalize_(t: torch.Tensor, gain: float) -> None:

@@ -22,7 +22,7 @@ import torch
 from depthinit.kernels.contract import N_FIELDS, NEUTRAL_ROW, ShardGeometry
 
 __all__ = ["is_dtensor", "dtensor_class", "local_tensor", "local_geometry", "contributes", "local_slice",
-           "merge_sharded", "host_to", "is_emitting_rank", "multi_rank"]
+           "merge_sharded", "host_to", "is_emitting_rank", "multi_rank", "storage_key"]
 
 
 def dtensor_class() -> type | None:

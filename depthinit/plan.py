@@ -135,8 +135,10 @@ class InitPlan:
 
     def predicted_gain(self) -> dict[str, float]:
         """Per depth stack: the predicted end-to-end variance gain (schemes with a ``gain`` hook, e.g. the
-        product of the depth multipliers m_l of depth_aware)."""
-        gain = S.get_scheme(self.scheme).gain
+        product of the depth multipliers m_l of depth_aware); empty for a scheme not registered in this process
+        (a plan loaded from JSON)."""
+        scheme = S.find_scheme(self.scheme)
+        gain = scheme.gain if scheme is not None else None
         if gain is None:
             return {}
         stacks = {(r.n_layers) for r in self.rows if r.layer is not None and r.n_layers}

@@ -6,11 +6,13 @@ reproductions.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
-__all__ = ["align", "aligned_table", "md_table", "json_safe"]
+__all__ = ["align", "aligned_table", "md_table", "json_safe", "strict_json", "write_json"]
 
 
 def align(rows: Sequence[Sequence[str]], right: Container[int] = (), rule: bool = True) -> list[str]:
@@ -54,3 +56,14 @@ def json_safe(obj: Any) -> Any:
     if hasattr(obj, "to_dict"):
         return json_safe(obj.to_dict())
     return obj
+
+
+def strict_json(obj: Any, indent: int | None = 1) -> str:
+    """``obj`` as strict JSON text: non-finite floats as null (:func:`json_safe`), other unknown values as ``str``."""
+    return json.dumps(json_safe(obj), indent=indent, default=str, allow_nan=False)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Save ``obj`` to ``path`` as :func:`strict_json`."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(strict_json(obj) + "\n")

@@ -34,7 +34,7 @@ from .native import cache_dir, compile_flags  # noqa: F401  (re-exported: one bu
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_stats.c")
-CHUNK = 4096  # elements per chunk, as in cpu_stats.c
+CHUNK = 4096  # elements per work unit, as in cpu_parallel.h
 
 
 def build(out_dir: Path | None = None) -> Path:

@@ -102,6 +102,8 @@ def build(source: Path, flags: list[str], out_dir: Path | None = None) -> Path:
 def build_widest(source: Path, flag_sets: list[list[str]], out_dir: Path | None, log: logging.Logger) -> Path:
     """:func:`build` with the first of ``flag_sets`` the compiler takes (widest vectors first): a compiler that
     refuses AVX-512 gets the AVX2 build, logged at info level. Raises the last error when none builds."""
+    if _compiler() is None:
+        raise RuntimeError("no C compiler found (set CC, or install gcc / clang)")
     err: RuntimeError | None = None
     for i, flags in enumerate(flag_sets):
         if i and flags == flag_sets[i - 1]:

@@ -280,3 +280,7 @@ def test_model_level_hooks_of_a_registered_scheme_reach_the_plan():
     finally:
         S.SCHEMES.pop("_hooked_test")
         S._ALIASES.pop("_hooked_test")
+    # a plan of a scheme this process does not know (loaded from another one's JSON) still prints: no gain to report
+    assert p.predicted_gain() == {} and "InitPlan: scheme=_hooked_test" in p.table()
+    loaded = di.InitPlan.from_json(p.to_json())
+    assert loaded.predicted_gain() == {} and loaded.table()

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..report import aligned_table, json_safe
+from ..report import aligned_table, json_safe, write_json
 
 FORMAT = "depthinit.bench/1"
 ENV_DIR = "DEPTHINIT_BENCH_DIR"
@@ -482,6 +482,4 @@ def run_all(bench_dir: str, quick: bool = False, only: Sequence[str] | None = No
 
 def save_json(res: dict[str, Any], path: str) -> None:
     """Write the results of :func:`run_all` as strict JSON (non-finite numbers as null)."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(json_safe(res), f, indent=1, default=str, allow_nan=False)
-        f.write("\n")
+    write_json(path, res)

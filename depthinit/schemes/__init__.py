@@ -27,7 +27,6 @@ from .classic import (  # noqa: F401
 )
 from .core import (  # noqa: F401
     _ALIASES,
-    _LINEAR_FNS,
     _SHAPE_SUFFIX,
     DISTRIBUTIONS,
     GELU_GAIN,
@@ -40,7 +39,6 @@ from .core import (  # noqa: F401
     Draw,
     ParamInfo,
     Scheme,
-    _trunc_std_factor,
     calculate_gain,
     check_options,
     compute_fans,
@@ -48,6 +46,7 @@ from .core import (  # noqa: F401
     default_role_draw,
     describe,
     draw,
+    find_scheme,
     fixed,
     get_scheme,
     keep,
@@ -58,7 +57,6 @@ from .core import (  # noqa: F401
 from .depth import (  # noqa: F401
     BASES,
     SCHEDULES,
-    _depth_gain,
     check_K,
     depth_aware,
     depth_multiplier,
@@ -66,8 +64,6 @@ from .depth import (  # noqa: F401
 )
 from .transformer import (  # noqa: F401
     _deepnorm_constants,
-    _fused_qkv,
-    _needs_residual_scalars,
     deepnorm,
     fixup,
     gpt2,

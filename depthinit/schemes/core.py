@@ -320,14 +320,20 @@ def register(name: str, *aliases: str, constants: Callable[..., dict[str, float]
     return deco
 
 
-def get_scheme(name: str) -> Scheme:
-    """The scheme registered under ``name`` or one of its aliases (ValueError listing the valid names)."""
+def find_scheme(name: str | Scheme) -> Scheme | None:
+    """The scheme registered under ``name`` or one of its aliases, else None."""
     if isinstance(name, Scheme):
         return name
     key = _ALIASES.get(str(name).lower().replace("-", "_"))
-    if key is None:
+    return None if key is None else SCHEMES[key]
+
+
+def get_scheme(name: str | Scheme) -> Scheme:
+    """The scheme registered under ``name`` or one of its aliases (ValueError listing the valid names)."""
+    scheme = find_scheme(name)
+    if scheme is None:
         raise ValueError(f"unknown scheme {name!r}; valid: {', '.join(sorted(_ALIASES))}")
-    return SCHEMES[key]
+    return scheme
 
 
 def check_options(scheme: Scheme, options: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ Every study writes into its ``--out`` folder:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...report import json_safe
+from ...report import write_json
 from ..training import Curves, TrainConfig, train_classifier
 
 RESULTS_JSON = "results.json"
@@ -233,9 +232,7 @@ def claims_section(claims: Sequence[Claim]) -> str:
 def write_outputs(out: str, data: dict[str, Any], report: str) -> None:
     """``results.json`` (``data`` plus the format tag) and ``report.md`` into ``out``."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, RESULTS_JSON), "w", encoding="utf-8") as f:
-        json.dump({"format": FORMAT, **json_safe(data)}, f, indent=1, allow_nan=False)
-        f.write("\n")
+    write_json(os.path.join(out, RESULTS_JSON), {"format": FORMAT, **data})
     with open(os.path.join(out, REPORT_MD), "w", encoding="utf-8") as f:
         f.write(report.rstrip() + "\n")
 
