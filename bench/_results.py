@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +47,24 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
         [[r["name"], r["implementation"], _cell(r["median_ms"], ".2f"), _cell(r["min_ms"], ".2f"),
           _cell(r["max_ms"], ".2f"), "" if r["ratio"] is None else f"{r['ratio']:.2f}x ({r['baseline']})",
           _cell(r["gbs"], ".1f"), r["note"]] for r in rows])  # fmt: skip
+
+
+def rounds(fns: Mapping[str, Callable[[], Any]], reps: int, timer: Callable[[], float] = time.perf_counter,
+           max_reps: Mapping[str, int] | None = None) -> dict[str, list[float]]:
+    """Times of each callable over ``reps`` interleaved rounds, after one warm-up call each (machine noise hits
+    every candidate alike); ``max_reps`` caps the rounds of slow candidates."""
+    for fn in fns.values():
+        fn()
+    cap = max_reps or {}
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for rep in range(reps):
+        for k, fn in fns.items():
+            if rep >= cap.get(k, reps):
+                continue
+            t = timer()
+            fn()
+            times[k].append(timer() - t)
+    return times
 
 
 def print_rows(rows: Sequence[dict[str, Any]]) -> None:

@@ -42,24 +42,11 @@ if ROOT not in sys.path:
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
 
-from _results import print_rows, save_json, timing_row  # noqa: E402
+from _results import print_rows, rounds, save_json, timing_row  # noqa: E402
 
 import depthinit as di  # noqa: E402
 from depthinit.fill import prepare_fill, warmup_cpu  # noqa: E402
 from depthinit.kernels.contract import DIST_CONSTANT, DIST_NORMAL, DIST_TRUNC_NORMAL, DIST_UNIFORM, FillRow  # noqa: E402
-
-
-def rounds(fns: dict, reps: int) -> dict[str, list[float]]:
-    """Wall times of each callable over ``reps`` interleaved rounds (after one warm-up call each)."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def summary(times: list[float]) -> dict:

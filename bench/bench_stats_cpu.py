@@ -32,7 +32,7 @@ import torch
 
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the helpers beside this script
     sys.path.append(os.path.dirname(os.path.abspath(__file__)))
-from _results import print_rows, save_json, timing_row  # noqa: E402
+from _results import print_rows, rounds, save_json, timing_row  # noqa: E402
 
 
 def make_params(width: int, blocks: int, seed: int = 0) -> list[torch.Tensor]:
@@ -85,17 +85,8 @@ def run(reps: int = 15, loop_reps: int = 3, width: int = 576, blocks: int = 25, 
         "tiny: var_mean+item loop": (TINY, lambda: var_mean_loop(tiny), None),
         "host: 10,000 x 1 element": (HOST, lambda: layer_stats(ones, backend="torch").data, None),
     }
-    times: dict[str, list[float]] = {k: [] for k in cands}
-    for _, f, _ in cands.values():  # warm-up
-        f()
     slow = ("var_mean+item loop", "tiny: var_mean+item loop")
-    for rep in range(reps):
-        for k, (_, f, _) in cands.items():
-            if k in slow and rep >= loop_reps:
-                continue
-            t = timer()
-            f()
-            times[k].append(timer() - t)
+    times = rounds({k: f for k, (_, f, _) in cands.items()}, reps, timer, dict.fromkeys(slow, loop_reps))
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = [timing_row(what, k, times[k], base, med[base] if base else None, n * 4 if what == STACK else None)
             for k, (what, _, base) in cands.items()]  # fmt: skip
