@@ -23,13 +23,23 @@ def _gpu_check():
     return module
 
 
+def _why_it_failed(proc: subprocess.CompletedProcess, res: dict) -> str:
+    """The failed CUDA tests (names, messages, pytest's tail) and the parts that raised, then the table's head."""
+    tests = res.get("tests", {})
+    lines = [f"CUDA test failures: {tests.get('failures')}", f"pytest's tail: {tests.get('output_tail', '')[-2500:]}"]
+    lines += [f"{part} raised: {res[part]['error'][-1500:]}" for part in ("init", "stats", "monitor")
+              if isinstance(res.get(part), dict) and "error" in res[part]]  # fmt: skip
+    return "\n".join(lines) + "\n" + proc.stdout[:1500] + proc.stderr[-1500:]
+
+
 @pytest.mark.slow
 def test_dry_run_passes_from_the_checkout(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRITON_INTERPRET")}
     proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--dry-run", "--out", str(tmp_path)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    res = json.loads((tmp_path / "gpu_check.json").read_text())
+    saved = tmp_path / "gpu_check.json"
+    res = json.loads(saved.read_text()) if saved.is_file() else {}
+    assert proc.returncode == 0, _why_it_failed(proc, res)
     assert res["format"] == "depthinit.gpu_check/1" and res["dry_run"] is True
     tests = res["tests"]
     assert tests["ran"] and tests["failed"] == tests["errors"] == 0 and tests["passed"] >= 20, tests
