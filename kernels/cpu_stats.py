@@ -221,20 +221,18 @@ _SEEN: dict = {}  # ids of lists measured once (a list is cached when it comes b
 class _Entry:
     table: np.ndarray
     refs: list  # weak references: the cache keeps no tensor alive
-    ptr: np.ndarray  # data pointers, bytes, storage bytes and versions of the tensors when the table was built
-    nbytes: np.ndarray
-    storage: np.ndarray
+    ptr: list  # data pointers, bytes, storage bytes and versions of the tensors when the table was built
+    nbytes: list
+    storage: list
     versions: list
     layout: tuple | None = None  # shapes and strides, read when a version changed
 
 
-def _state(tensors: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(tensors)
-    T = Tensor
-    storage = map(UntypedStorage.nbytes, map(T.untyped_storage, tensors))
-    return (np.fromiter(map(T.data_ptr, tensors), dtype=np.int64, count=n),
-            np.fromiter(map(T.nbytes.__get__, tensors), dtype=np.int64, count=n),
-            np.fromiter(storage, dtype=np.int64, count=n))  # fmt: skip
+_NBYTES = Tensor.nbytes.__get__
+
+
+def _storage_nbytes(tensors: Sequence[Tensor]) -> list[int]:
+    return list(map(UntypedStorage.nbytes, map(Tensor.untyped_storage, tensors)))
 
 
 def _layout(tensors: Sequence[Tensor]) -> tuple[list, list]:
@@ -251,9 +249,9 @@ def cached_table(tensors: Sequence[Tensor]) -> np.ndarray | None:
     entry = _TABLES.get(key)
     if entry is None:
         return None
-    ptr, nbytes, storage = _state(tensors)
-    if not (np.array_equal(ptr, entry.ptr) and np.array_equal(nbytes, entry.nbytes)
-            and np.array_equal(storage, entry.storage)):  # fmt: skip
+    # plain lists, compared in C and left at the first difference (cheaper than arrays at every size)
+    if not (list(map(Tensor.data_ptr, tensors)) == entry.ptr and list(map(_NBYTES, tensors)) == entry.nbytes
+            and _storage_nbytes(tensors) == entry.storage):  # fmt: skip
         del _TABLES[key]
         return None
     versions = list(map(_VERSION, tensors))
@@ -279,9 +277,9 @@ def _remember(tensors: Sequence[Tensor], table: np.ndarray) -> None:
     def drop(_ref, key=key):  # a tensor of the list died: its id may be reused, the entry must go
         _TABLES.pop(key, None)
 
-    ptr, nbytes, storage = _state(tensors)
-    entry = _Entry(table, [weakref.ref(t, drop) for t in tensors], ptr, nbytes, storage,
-                   list(map(_VERSION, tensors)), _layout(tensors))  # fmt: skip
+    entry = _Entry(table, [weakref.ref(t, drop) for t in tensors], list(map(Tensor.data_ptr, tensors)),
+                   list(map(_NBYTES, tensors)), _storage_nbytes(tensors), list(map(_VERSION, tensors)),
+                   _layout(tensors))  # fmt: skip
     _TABLES[key] = entry
     while len(_TABLES) > _MAX_TABLES:
         del _TABLES[next(iter(_TABLES))]
