@@ -22,7 +22,7 @@ from depthinit.kernels.contract import COUNT, M2, N_FIELDS, NEUTRAL_ROW, SUMSQ
 from depthinit.monitor import Row, VarianceMonitor
 from depthinit.monitor.history import History
 from depthinit.monitor.layout import Selection, build_rows
-from depthinit.monitor.records import RecordFormatter
+from depthinit.monitor.records import STAT_KEYS, RecordFormatter
 from depthinit.monitor.ring import DeviceRing
 from depthinit.monitor.updates import NORM_SQ, NUMEL, PREV_NORM_SQ, UpdateTracker, update_fields
 from depthinit.stats import merge_stacked, stats_reference
@@ -304,6 +304,8 @@ def test_records_drop_rows_no_forward_reached_and_carry_row_keys():
     recs = fmt(7, data, valid)
     assert [(r["kind"], r["name"]) for r in recs] == [("weight", "0"), ("weight", "0.bias")]  # act row: no forward
     assert recs[0]["var"] == 0.5 and recs[0]["rms"] == math.sqrt(2.0) and recs[0]["count"] == 4
+    assert list(recs[0]) == ["step", "kind", "name", "layer", "count", *STAT_KEYS, "nonfinite", "zeros"]
+    assert recs[0]["l2"] == math.sqrt(8.0) and recs[0]["std"] == math.sqrt(0.5)
     assert Row("act", "x", 1, "q", 0, True) != Row("act", "x", 1, "q", 0)
 
 

@@ -233,8 +233,7 @@ class VarianceMonitor:
     def _set_active(self) -> None:
         active = bool(self.activations and self._table.sites and self.global_step % self.every == 0)
         self._capture.start_step(False)
-        if active:
-            self._check_params()
+        if active:  # (step() re-checked the parameters just before)
             self._follow_device()
             self._capture.start_step(True)
 
@@ -261,7 +260,7 @@ class VarianceMonitor:
             raise RuntimeError("VarianceMonitor.step() after close()")
         s = self.global_step
         monitored, prepare = s % self.every == 0, self._updates.due(s, self.every)
-        if monitored or prepare:
+        if monitored or prepare or (s + 1) % self.every == 0:  # once per step that measures or records
             self._check_params()
         if monitored:
             self._record(s)
