@@ -162,6 +162,33 @@ def test_gradient_accumulation_counts_optimizer_steps_and_merges_micro_batches()
     assert_record(find(mon.history, 2, "act", "h.0.mlp.c_fc"), ref_stats(torch.cat(outs[6:9])))
 
 
+def test_a_rows_first_figures_are_the_kernels_and_a_module_called_twice_in_a_forward_merges():
+    """The first figures of a row in a step are the statistics kernel's own row (copied, bit for bit); a module
+    called twice in one forward (a shared layer) gives one row of both outputs (merged, against fp64)."""
+    g = torch.Generator().manual_seed(3)
+    once = nn.Sequential(nn.Linear(16, 32), nn.ReLU())
+    shared = nn.Linear(16, 16)
+    twice = nn.Sequential(shared, nn.Tanh(), shared)
+    x = torch.randn(64, 16, generator=g)
+    for model, calls in ((once, 1), (twice, 2)):
+        outs: list[torch.Tensor] = []
+        keep = outs.append
+        h = (model[0] if calls == 1 else shared).register_forward_hook(lambda m, a, o, keep=keep: keep(o.detach()))
+        mon = VarianceMonitor(model, every=1, alerts=None, grads=False, update=None)
+        model(x).square().mean().backward()
+        mon.step()
+        h.remove()
+        mon.close()
+        rec = find(mon.history, 0, "act", "0")
+        assert len(outs) == calls and rec["count"] == calls * outs[0].numel()
+        if calls == 1:
+            want = di.layer_stats([outs[0]])[0]
+            assert {k: rec[k] for k in ("mean", "var", "min", "max", "l2")} == {k: want[k] for k in
+                                                                                ("mean", "var", "min", "max", "l2")}
+        else:
+            assert_record(rec, ref_stats(torch.cat(outs)), rtol=1e-12)
+
+
 def test_update_ratio_exact_and_norm_change():
     for mode in ("exact", "norm"):
         model = tiny_gpt2()

@@ -3,7 +3,8 @@
 Each hook takes the module's output (:func:`depthinit.outputs.first_floating`), cuts it into the site's pieces
 (the last dimension), and queues the views; the queued views are reduced in one fused statistics launch when
 the model's forward ends (``act_reduce="forward"``) or at once (``"module"``), and merged with Chan's formula
-into the step's rows (every forward of the step counts). On a residual block a tensor hook also measures the
+into the step's rows (every forward of the step counts; a row's first figures in a step are copied, not merged).
+On a residual block a tensor hook also measures the
 gradient with respect to its output. Under ``torch.compile`` the hooks trace plain torch ops into the graph.
 The hooks return at once unless :attr:`ActivationCapture.active`, and when :attr:`paused`.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,6 +45,7 @@ class ActivationCapture:
         self._hooks: list[Any] = []
         self.sites: list[Site] = []
         self._pending: list[tuple[int, Tensor]] = []  # (act row, output view) until the forward ends
+        self._traced = False  # a compiled graph merged rows itself: every merge goes through Chan's formula
 
     def set_sites(self, sites: list[Site], n_rows: int, consts: Constants) -> None:
         """New rows (at creation and at a re-scan): fresh buffers on ``consts.device``; hooks not registered."""
@@ -50,6 +53,7 @@ class ActivationCapture:
         self.neutral = torch.tensor([NEUTRAL_ROW] * n_rows, dtype=torch.float64, device=consts.device).reshape(
             n_rows, N_FIELDS)
         self.buf = self.neutral.clone()
+        self._fresh = np.ones(n_rows, dtype=bool)  # rows of ``buf`` that no figure reached in this step yet
         self._pending = []
 
     def to(self, consts: Constants) -> None:
@@ -78,6 +82,7 @@ class ActivationCapture:
         self._pending = []
         if active:
             self.buf.copy_(self.neutral)
+            self._fresh[:] = True
 
     @contextmanager
     def pausing(self) -> Iterator[None]:
@@ -130,6 +135,7 @@ class ActivationCapture:
         views = [x] if site.splits is None else [x if r is None else x.narrow(-1, r[0], r[1] - r[0])
                                                  for r in site.splits]
         if torch.compiler.is_compiling():  # traced into the graph: plain torch ops that inductor fuses
+            self._traced = True
             with torch.no_grad():
                 a, b = site.row0, site.row0 + len(views)
                 rows = traced_rows(views).to(self.buf.device)
@@ -163,5 +169,16 @@ class ActivationCapture:
                 new = torch.empty((len(views), N_FIELDS), dtype=torch.float64, device=dev)
                 for js in by_dev.values():
                     new[js] = _stats.tensor_stats([views[j] for j in js]).to(dev)
-            owner = self.consts.get(("owner", idx), lambda: list(range(self.n_rows)) + list(idx), torch.long)
-            self.buf.copy_(_stats.merge_partials(torch.cat([self.buf, new]), owner, self.n_rows))
+            self._merge_rows(idx, new)
+
+    def _merge_rows(self, idx: tuple[int, ...], new: Tensor) -> None:
+        """Merge ``new`` (one row per entry of ``idx``) into the step's rows. Rows that nothing reached yet in
+        this step, each named once, take ``new`` as it is (exact, and no merge); the others go through Chan's
+        formula. The bookkeeping is on the host: nothing waits for the device."""
+        fresh = self._fresh[list(idx)]
+        self._fresh[list(idx)] = False
+        if not self._traced and fresh.all() and len(set(idx)) == len(idx):
+            self.buf.index_copy_(0, self.consts.get(("rows", idx), lambda: list(idx), torch.long), new)
+            return
+        owner = self.consts.get(("owner", idx), lambda: list(range(self.n_rows)) + list(idx), torch.long)
+        self.buf.copy_(_stats.merge_partials(torch.cat([self.buf, new]), owner, self.n_rows))
