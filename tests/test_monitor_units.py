@@ -79,6 +79,41 @@ def test_layout_of_hf_gpt2_splits_fused_c_attn_into_q_k_v_and_heads(hf_gpt2):
     assert sum(r.name == "wte" for r in tab.rows[tab.weights]) == 1
 
 
+@pytest.mark.parametrize("micro", [1, 2])
+def test_hf_gpt2_activation_rows_equal_fp64_of_the_outputs_one_or_two_forwards(micro):
+    """A Hugging Face GPT-2 (Conv1D, fused c_attn, width 128, 32k-element outputs): the q / k / v thirds and the
+    MLP rows of one training step equal fp64 statistics of what the modules returned, with one forward (rows
+    copied from the kernel) and with two micro-batches (merged)."""
+    T = pytest.importorskip("transformers")
+    T.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    model = T.GPT2LMHeadModel(T.GPT2Config(n_layer=2, n_embd=128, n_head=4, vocab_size=96, n_positions=64,
+                                           bos_token_id=0, eos_token_id=0))  # fmt: skip
+    blk = model.transformer.h[1]
+    outs: dict[str, list[torch.Tensor]] = {"c_attn": [], "c_fc": []}
+    hooks = [m.register_forward_hook(lambda mod, a, o, k=k: outs[k].append(o.detach().clone()))
+             for k, m in (("c_attn", blk.attn.c_attn), ("c_fc", blk.mlp.c_fc))]  # fmt: skip
+    mon = VarianceMonitor(model, every=1, alerts=None)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(micro):
+        ids = torch.randint(0, 96, (4, 64), generator=g)
+        model(input_ids=ids, labels=ids).loss.backward()
+    mon.step()
+    for h in hooks:
+        h.remove()
+    mon.close()
+    recs = {(r["name"], r.get("qkv")): r for r in mon.history if r["kind"] == "act"}
+    qkv = torch.cat(outs["c_attn"]).double()
+    want = {(f"h.1.attn.{p}", p): qkv[..., 128 * i:128 * (i + 1)] for i, p in enumerate("qkv")}
+    want[("h.1.mlp.c_fc", None)] = torch.cat(outs["c_fc"]).double()
+    for key, x in want.items():
+        r = recs[key]
+        assert r["count"] == x.numel() == micro * 4 * 64 * x.shape[-1], key
+        for k, v in (("mean", x.mean()), ("var", x.var(unbiased=False)), ("min", x.min()), ("max", x.max()),
+                     ("l2", x.norm())):  # fmt: skip
+            assert r[k] == pytest.approx(float(v), rel=REL * 1e3), (key, k)
+
+
 def test_layout_without_split_or_heads_and_without_grads(hf_gpt2):
     tab = build_rows(hf_gpt2, Selection(split_qkv=False, grads=False))
     names = [r.name for r in tab.rows[tab.weights]]

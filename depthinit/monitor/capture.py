@@ -4,8 +4,8 @@ Each hook takes the module's output (:func:`depthinit.outputs.first_floating`), 
 (the last dimension), and queues the views; the queued views are reduced in one fused statistics launch when
 the model's forward ends (``act_reduce="forward"``) or at once (``"module"``), and merged with Chan's formula
 into the step's rows (every forward of the step counts; a row's first figures in a step are copied, not merged).
-On a residual block a tensor hook also measures the
-gradient with respect to its output. Under ``torch.compile`` the hooks trace plain torch ops into the graph.
+On a residual block a tensor hook also measures the gradient with respect to its output. Under
+``torch.compile`` the hooks trace plain torch ops into the graph.
 The hooks return at once unless :attr:`ActivationCapture.active`, and when :attr:`paused`.
 """
 
@@ -175,9 +175,10 @@ class ActivationCapture:
         """Merge ``new`` (one row per entry of ``idx``) into the step's rows. Rows that nothing reached yet in
         this step, each named once, take ``new`` as it is (exact, and no merge); the others go through Chan's
         formula. The bookkeeping is on the host: nothing waits for the device."""
-        fresh = self._fresh[list(idx)]
-        self._fresh[list(idx)] = False
-        if not self._traced and fresh.all() and len(set(idx)) == len(idx):
+        rows = list(idx)
+        fresh = self._fresh[rows]
+        self._fresh[rows] = False
+        if not self._traced and fresh.all() and len(set(rows)) == len(rows):
             self.buf.index_copy_(0, self.consts.get(("rows", idx), lambda: list(idx), torch.long), new)
             return
         owner = self.consts.get(("owner", idx), lambda: list(range(self.n_rows)) + list(idx), torch.long)
