@@ -34,15 +34,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_fill.c")
+SOURCES = [SOURCE, SOURCE.with_name("cpu_random.c")]  # two translation units, compiled side by side
 NI, NF = 8, len(FILL_PARAMS)
 
 
 def build(out_dir: Path | None = None) -> Path:
-    """Compile ``cpu_fill.c`` into ``out_dir`` (default: the cache) unless already there; its path.
+    """Compile ``cpu_fill.c`` and ``cpu_random.c`` into one library in ``out_dir`` (default: the cache) unless
+    already there; its path.
 
     On a CPU with AVX-512 (F, VL, DQ, BW) the 512-bit Philox and 16-lane transforms too (the same IEEE
     operations: the same bits); the AVX2 build where the compiler refuses them."""
-    return native.build_widest(SOURCE, [compile_flags(avx512=True), compile_flags()], out_dir, log)
+    return native.build_widest(SOURCES, [compile_flags(avx512=True), compile_flags()], out_dir, log)
 
 
 def load(path) -> ctypes.CDLL:

@@ -38,7 +38,8 @@ enum { DESC = 5, MIN_CHUNKS_PER_THREAD = 16 };
 static const double FAR = 63.0 / 64.0;
 /* Bytes ahead of its loads that a vector pass asks the cache for: the sums cost about as much as the reads, and
  * the hardware prefetcher alone does not run far enough ahead for the two to overlap (2.4x on a Xeon, one thread,
- * tensors larger than the caches). A prefetch is a hint: past the end of a buffer it reads nothing. */
+ * tensors larger than the caches). A prefetch never faults: past the end of a chunk it fetches the next chunk's
+ * first lines (a tensor's chunks are contiguous), past the end of a small tensor lines that may go unused. */
 enum { PREFETCH = 2048 };
 
 typedef struct {

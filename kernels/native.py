@@ -1,7 +1,8 @@
-"""Native CPU kernels (``cpu_stats.c``, ``cpu_fill.c``): built with the system C compiler on first use, loaded
-with ctypes.
+"""Native CPU kernels (``cpu_stats.c``; ``cpu_fill.c`` with ``cpu_random.c``): built with the system C compiler
+on first use, loaded with ctypes.
 
-One mechanism for every C kernel: :func:`build` compiles a source once per source / flags / compiler into the
+One mechanism for every C kernel: :func:`build` compiles its sources (side by side when there are several)
+once per sources / flags / compiler into the
 cache directory (``$DEPTHINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/depthinit``, else ``~/.cache/depthinit``;
 well under a second), atomically (concurrent builders all end with a complete file); :func:`open_library`
 builds and loads it, or logs one warning and returns None (no compiler, an unsupported platform, the kernel
@@ -19,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["cache_dir", "compile_flags", "build", "open_library"]
@@ -70,36 +71,49 @@ def compile_flags(avx512: bool = False) -> list[str]:
     return flags
 
 
-def build(source: Path, flags: list[str], out_dir: Path | None = None) -> Path:
-    """Compile ``source`` with ``flags`` into ``out_dir`` (default: the cache) unless already there; its path.
+def build(source: Path | Sequence[Path], flags: list[str], out_dir: Path | None = None) -> Path:
+    """Compile ``source`` (one C file, or the translation units of one library) with ``flags`` into ``out_dir``
+    (default: the cache) unless already there; its path. Several sources compile side by side, one compiler
+    process each, then link: the wall time of the largest one, not of the sum.
 
     Raises ``RuntimeError`` with the compiler's message when it cannot be built.
     """
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set CC, or install gcc / clang)")
-    headers = sorted(Path(source).parent.glob("*.h"))  # what ``#include "..."`` can pull in
-    text = b"\0".join(p.read_bytes() for p in [Path(source), *headers])
+    sources = [Path(source)] if isinstance(source, (str, os.PathLike)) else [Path(s) for s in source]
+    headers = sorted(sources[0].parent.glob("*.h"))  # what ``#include "..."`` can pull in
+    text = b"\0".join(p.read_bytes() for p in [*sources, *headers])
     key = hashlib.sha256(b"\0".join([text, " ".join(flags).encode(), cc.encode(), platform.machine().encode()]))
     out_dir = Path(out_dir) if out_dir is not None else cache_dir()
-    path = out_dir / f"{Path(source).stem}-{key.hexdigest()[:16]}.so"
+    path = out_dir / f"{sources[0].stem}-{key.hexdigest()[:16]}.so"
     if path.exists():
         return path
     out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
-    os.close(fd)
-    try:
-        res = subprocess.run([cc, *flags, "-o", tmp, str(source), "-lm"], capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-2000:]}")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        if len(sources) == 1:
+            _run([[cc, *flags, "-o", f"{tmp}/lib.so", str(sources[0]), "-lm"]], cc)
+        else:
+            objects = [f"{tmp}/{i}.o" for i in range(len(sources))]
+            compile_only = [f for f in flags if f != "-shared"]
+            _run([[cc, *compile_only, "-c", "-o", o, str(s)] for o, s in zip(objects, sources)], cc)
+            _run([[cc, *flags, "-o", f"{tmp}/lib.so", *objects, "-lm"]], cc)
+        os.replace(f"{tmp}/lib.so", path)
     return path
 
 
-def build_widest(source: Path, flag_sets: list[list[str]], out_dir: Path | None, log: logging.Logger) -> Path:
+def _run(commands: list[list[str]], cc: str) -> None:
+    """Run the compiler commands side by side; ``RuntimeError`` with the first failure's message."""
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    errors = [p.communicate()[1] for p in procs]
+    for p, err in zip(procs, errors):
+        if p.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {err.strip()[-2000:]}")
+
+
+def build_widest(
+    source: Path | Sequence[Path], flag_sets: list[list[str]], out_dir: Path | None, log: logging.Logger
+) -> Path:
     """:func:`build` with the first of ``flag_sets`` the compiler takes (widest vectors first): a compiler that
     refuses AVX-512 gets the AVX2 build, logged at info level. Raises the last error when none builds."""
     if _compiler() is None:
@@ -112,9 +126,13 @@ def build_widest(source: Path, flag_sets: list[list[str]], out_dir: Path | None,
             return build(source, flags, out_dir)
         except RuntimeError as exc:
             err = exc
-            log.info("%s: build with %s refused (%s); trying narrower vectors", Path(source).name, flags, exc)
+            log.info("%s: build with %s refused (%s); trying narrower vectors", _name(source), flags, exc)
     assert err is not None
     raise err
+
+
+def _name(source: Path | Sequence[Path]) -> str:
+    return Path(source).name if isinstance(source, (str, os.PathLike)) else ", ".join(Path(s).name for s in source)
 
 
 def open_library(

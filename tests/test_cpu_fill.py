@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ import depthinit.init as dinit
 from depthinit import rng
 from depthinit.fill import fill_tensors, prepare_fill
 from depthinit.kernels import cpu_fill as K
+from depthinit.kernels import native
 from depthinit.kernels.contract import (
     DIST_CONSTANT,
     DIST_NORMAL,
@@ -230,6 +232,32 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path, monkeypatch, caplog):
         monkeypatch.undo()
         K.library.cache_clear()
     assert K.library() is not None
+
+
+def test_the_two_sources_build_side_by_side_into_one_library_keyed_by_both(tmp_path):
+    """cpu_fill.c and cpu_random.c compile in parallel and link into one library that has both halves' entry
+    points and writes the bits of the default build; a change in either source is a new build; a compile error
+    names the source's problem and leaves no partial file in the cache."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for path in [*K.SOURCES, *K.SOURCE.parent.glob("*.h")]:
+        shutil.copy(path, src)
+    sources = [src / p.name for p in K.SOURCES]
+    first = native.build(sources, K.compile_flags(avx512=True), out)
+    lib = K.load(first)
+    row = _row(DIST_UNIFORM, ShardGeometry.along((3, 2 * U + 1), 1, 5, U + 7), 9)
+    a, b = (torch.empty(row.geometry.local_numel) for _ in range(2))
+    K.prepare([a], [row])(SEED)
+    K.prepare([b], [row], lib=lib)(SEED)
+    assert torch.equal(a, b) and torch.equal(a, rng.reference_values(row, SEED, a.numel(), a.dtype))
+    assert native.build(sources, K.compile_flags(avx512=True), out) == first  # cached
+    sources[1].write_text(sources[1].read_text() + "\n/* another version */\n")
+    second = native.build(sources, K.compile_flags(avx512=True), out)
+    assert second != first
+    sources[1].write_text(sources[1].read_text() + "\n#error broken on purpose\n")
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        native.build(sources, K.compile_flags(avx512=True), out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([first.name, second.name])
 
 
 def test_portable_build_gives_the_same_bits(tmp_path, monkeypatch):

@@ -259,9 +259,11 @@ def _measure_twice(tensors):
 
 
 def _fresh(tensors):
+    """The same tensors measured with a table built now (the cache emptied first)."""
     from depthinit.stats import layer_stats
 
-    return layer_stats([t.clone() for t in tensors]).data  # new tensors: measured without any cached table
+    K._TABLES.clear(), K._SEEN.clear()
+    return layer_stats(tensors).data
 
 
 def _cached(tensors):
@@ -283,7 +285,7 @@ def _narrow_same_pointer(ts):
 
 
 def _strided_in_place(ts):  # same pointer and element count, another set of elements
-    ts[3].as_strided_((16, 16), (32, 1))
+    ts[3].as_strided_(ts[3].shape, (32, 1))
 
 
 def _transpose_in_place(ts):
@@ -294,13 +296,17 @@ def _transpose_in_place(ts):
     "change", [_write_in_place, _reallocate, _narrow_same_pointer, _strided_in_place, _transpose_in_place],
     ids=lambda f: f.__name__,
 )  # fmt: skip
-def test_cached_table_follows_changes_of_the_tensors(change):
+@pytest.mark.parametrize("view", ["contiguous", "strided"])
+def test_cached_table_follows_changes_of_the_tensors(change, view):
+    """Both kinds of cached table: every tensor contiguous (checked by pointer, size and contiguity), and one
+    with a strided view (checked by pointer, size, and layout where a version changed)."""
     g = torch.Generator().manual_seed(3)
     base = torch.randn(64, 16, generator=g)
     tensors = [torch.randn(10, 7, generator=g), torch.randn(300, generator=g).half(), torch.randn(40, 3, generator=g),
-               base[:16], torch.randn(5, generator=g).double()]  # fmt: skip
+               base[:16] if view == "contiguous" else base[:16, :8], torch.randn(5, generator=g).double()]  # fmt: skip
     _measure_twice(tensors)
     assert torch.equal(_cached(tensors), _fresh(tensors))
+    _measure_twice(tensors)
     change(tensors)
     assert torch.equal(_cached(tensors), _fresh(tensors))
 
