@@ -221,11 +221,16 @@ _SEEN: dict = {}  # ids of lists measured once (a list is cached when it comes b
 class _Entry:
     table: np.ndarray
     refs: list  # weak references: the cache keeps no tensor alive
-    ptr: list  # data pointers, element counts and versions of the tensors when the table was built
+    ptr: list  # data pointers, element counts, storage bytes and versions of the tensors when the table was built
     numel: list
+    storage: list
     versions: list
     layout: tuple | None = None  # shapes and strides, read when a version changed
     contiguous: bool = False  # every tensor contiguous when the table was built
+
+
+def _storage_nbytes(tensors: Sequence[Tensor]) -> list[int]:
+    return list(map(UntypedStorage.nbytes, map(Tensor.untyped_storage, tensors)))
 
 
 def _layout(tensors: Sequence[Tensor]) -> tuple[list, list]:
@@ -234,16 +239,17 @@ def _layout(tensors: Sequence[Tensor]) -> tuple[list, list]:
 
 def cached_table(tensors: Sequence[Tensor]) -> np.ndarray | None:
     """The table built for this same list of tensors before, if it still describes them, else None: the same
-    tensor objects (alive: weak references), each with the same data pointer and element count, and
+    tensor objects (alive: weak references), each with the same data pointer, element count and storage
+    size, and
 
     * where every tensor was contiguous: every tensor still contiguous (its elements are then exactly the
       ``numel`` elements at its pointer, whatever ran in place since: an optimizer step, ``t_``);
     * else the same shapes and strides wherever an in-place operation ran since (its version changed).
 
-    That is enough to never read memory a tensor does not own: torch moves the data of a storage on every
-    resize (``untyped_storage().resize_``, a freed FSDP shard: the pointer changes), and every in-place
-    operation that changes which elements a tensor sees (``resize_``, ``set_``, ``as_strided_``) leaves it
-    non-contiguous or bumps its version."""
+    That is enough to never read memory a tensor does not own: a storage resized (``untyped_storage().resize_``,
+    a freed FSDP shard) has another size, or another address (freed to 0 and allocated again smaller, it can
+    come back at the same address: the size tells), and every in-place operation that changes which elements a
+    tensor sees (``resize_``, ``set_``, ``as_strided_``) leaves it non-contiguous or bumps its version."""
     if not tensors:
         return None
     key = tuple(map(id, tensors))
@@ -252,7 +258,8 @@ def cached_table(tensors: Sequence[Tensor]) -> np.ndarray | None:
         return None
     # plain lists, compared in C and left at the first difference (cheaper than arrays at every size); the
     # fewest reads of each tensor: on lists measured again, a cold tensor's every read is a cache miss
-    if not (list(map(Tensor.data_ptr, tensors)) == entry.ptr and list(map(Tensor.numel, tensors)) == entry.numel):
+    if not (list(map(Tensor.data_ptr, tensors)) == entry.ptr and list(map(Tensor.numel, tensors)) == entry.numel
+            and _storage_nbytes(tensors) == entry.storage):  # fmt: skip
         del _TABLES[key]
         return None
     if entry.contiguous:
@@ -284,8 +291,8 @@ def _remember(tensors: Sequence[Tensor], table: np.ndarray) -> None:
         _TABLES.pop(key, None)
 
     entry = _Entry(table, [weakref.ref(t, drop) for t in tensors], list(map(Tensor.data_ptr, tensors)),
-                   list(map(Tensor.numel, tensors)), list(map(_VERSION, tensors)), _layout(tensors),
-                   all(map(Tensor.is_contiguous, tensors)))  # fmt: skip
+                   list(map(Tensor.numel, tensors)), _storage_nbytes(tensors), list(map(_VERSION, tensors)),
+                   _layout(tensors), all(map(Tensor.is_contiguous, tensors)))  # fmt: skip
     _TABLES[key] = entry
     while len(_TABLES) > _MAX_TABLES:
         del _TABLES[next(iter(_TABLES))]

@@ -319,6 +319,24 @@ def test_cached_table_refuses_freed_storage():
         _cached(tensors)
 
 
+def test_cached_table_refuses_storage_freed_and_allocated_again_smaller_at_the_same_address():
+    """Freed (resized to 0) and resized again to fewer bytes, a storage often comes back at the same address:
+    same data pointer, same element count, still contiguous. Only its size tells that the table would read
+    past its end."""
+    for n in (1000, 5000, 20000):
+        tensors = [torch.randn(n) for _ in range(5)]
+        _measure_twice(tensors)
+        ptr, storage = tensors[2].data_ptr(), tensors[2].untyped_storage()
+        storage.resize_(0)
+        storage.resize_(4 * n - 400)
+        if tensors[2].data_ptr() == ptr:
+            break
+    else:
+        pytest.skip("the allocator gave every shrunk storage a new address (the pointer check covers that)")
+    with pytest.raises(ValueError, match="outside its storage"):
+        _cached(tensors)
+
+
 def test_cached_table_keeps_no_tensor_alive():
     import gc
     import weakref
