@@ -9,6 +9,7 @@ root and a division). The sharded merge is compared with the fp64 statistics of 
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 
@@ -245,6 +246,37 @@ def test_monitor_update_records_equal_the_weight_change():
             want = (after.norm() - before.double().norm()).abs() / after.norm()
         assert recs["0"][field] == pytest.approx(want.item(), rel=1e-5)  # 1/3 both ways: a pure scaling
         assert set(recs["0"]) == {"step", "kind", "name", "layer", *(["delta_l2"] if mode == "exact" else []), field}
+
+
+def test_weight_views_are_kept_while_the_parameters_are_and_rebuilt_when_one_changes(hf_gpt2):
+    """The monitor keeps its weight views (the q/k/v narrows of the fused ``c_attn`` included) from step to step:
+    an in-place write keeps them; a new ``.data`` of the same shape and a new Parameter object (neither changes
+    the parameters' names, dtypes or shapes, so no re-scan) get new views, and the rows of the next step are the
+    current weights' (no stale view)."""
+    model = copy.deepcopy(hf_gpt2)
+    attn = model.transformer.h[0].attn.c_attn
+    mon = VarianceMonitor(model, every=1, alerts=None, activations=False, grads=False, update=None)
+    m = mon._measure
+    first = m.weight_views()
+    assert m.weight_views() is first  # nothing changed: the same views
+    changes = {
+        "in place": lambda: attn.weight.mul_(2.0),
+        "new .data": lambda: setattr(attn.weight, "data", torch.randn_like(attn.weight) + 1.0),
+        "new Parameter": lambda: setattr(attn, "weight", nn.Parameter(torch.randn_like(attn.weight) - 1.0)),
+    }
+    for what, change in changes.items():
+        with torch.no_grad():
+            change()
+        views = m.weight_views()[0]
+        assert (views is first[0]) == (what == "in place"), what
+        fresh = m.param_views(False)[0]
+        assert [(v.data_ptr(), v.shape, v.stride()) for v in views] == [(v.data_ptr(), v.shape, v.stride())
+                                                                       for v in fresh], what  # fmt: skip
+        mon.step()
+        mon.flush()
+        rec = next(r for r in mon.history if r["name"] == "h.0.attn.q" and r["step"] == mon.global_step - 1)
+        assert rec["mean"] == pytest.approx(attn.weight[:, :16].double().mean().item(), rel=1e-12), what
+    mon.close()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)

@@ -249,7 +249,7 @@ class VarianceMonitor:
     def _prepare_update(self) -> None:
         """On the step before a monitored step: the reference the update ratio is measured against."""
         with torch.no_grad():
-            self._updates.prepare(self.global_step, self._measure.param_views(False)[0], self._device)
+            self._updates.prepare(self.global_step, self._measure.weight_views()[0], self._device)
 
     def step(self) -> None:
         """Record the step that just ended (if monitored) and prepare the next one.

@@ -10,6 +10,7 @@ in ONE all_gather (:func:`depthinit.distributed.merge_sharded`).
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,21 @@ class StepMeasure:
 
     def __init__(self, table: RowTable, consts: Constants, group: Any = None, global_acts: bool = False):
         self.table, self.consts, self.group, self.global_acts = table, consts, group, global_acts
+        self._weights: tuple[list, list[int], tuple] | None = None  # weight_views(): parameters, pointers, views
+
+    def weight_views(self) -> tuple[list[Tensor], list[bool], list[bool], list[bool]]:
+        """:meth:`param_views` of the weights: the same lists as last time while every parameter is the same
+        object at the same address (its views then show its current values: an optimizer writes in place; a new
+        ``.data``, a move or a resize changes the address). Built anew for DTensor and float8 parameters."""
+        params = [pr.module._parameters.get(pr.leaf) for pr in self.table.prows]
+        if self._weights is not None:
+            before, ptrs, views = self._weights
+            if all(map(operator.is_, params, before)) and [0 if p is None else p.data_ptr() for p in params] == ptrs:
+                return views
+        views = self.param_views(False)
+        plain = all(p is None or (p.dtype not in _FP8 and not is_dtensor(p)) for p in params)
+        self._weights = (params, [0 if p is None else p.data_ptr() for p in params], views) if plain else None
+        return views
 
     def param_views(self, grads: bool) -> tuple[list[Tensor], list[bool], list[bool], list[bool]]:
         """Local views of the weights (or gradients), their sharded / counted flags, and which rows exist.
@@ -110,7 +126,7 @@ class StepMeasure:
         """
         tab, dev = self.table, self.consts.device
         nw = tab.n_weights
-        wv, ws, wc, _ = self.param_views(False)
+        wv, ws, wc, _ = self.weight_views()
         gv, gs, gc, present = self.param_views(True) if grads else ([], [], [], [False] * nw)
         has_update = updates.ready(step)
         dv = updates.deltas(wv) if has_update else []
