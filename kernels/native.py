@@ -73,15 +73,15 @@ def compile_flags(avx512: bool = False) -> list[str]:
 
 def build(source: Path | Sequence[Path], flags: list[str], out_dir: Path | None = None) -> Path:
     """Compile ``source`` (one C file, or the translation units of one library) with ``flags`` into ``out_dir``
-    (default: the cache) unless already there; its path. Several sources compile side by side, one compiler
-    process each, then link: the wall time of the largest one, not of the sum.
+    (default: the cache) unless already there; its path. Each source compiles in its own compiler process, all
+    side by side, then one link: the wall time of the largest one, not of the sum.
 
     Raises ``RuntimeError`` with the compiler's message when it cannot be built.
     """
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (set CC, or install gcc / clang)")
-    sources = [Path(source)] if isinstance(source, (str, os.PathLike)) else [Path(s) for s in source]
+    sources = _sources(source)
     headers = sorted(sources[0].parent.glob("*.h"))  # what ``#include "..."`` can pull in
     text = b"\0".join(p.read_bytes() for p in [*sources, *headers])
     key = hashlib.sha256(b"\0".join([text, " ".join(flags).encode(), cc.encode(), platform.machine().encode()]))
@@ -90,14 +90,11 @@ def build(source: Path | Sequence[Path], flags: list[str], out_dir: Path | None 
     if path.exists():
         return path
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        if len(sources) == 1:
-            _run([[cc, *flags, "-o", f"{tmp}/lib.so", str(sources[0]), "-lm"]], cc)
-        else:
-            objects = [f"{tmp}/{i}.o" for i in range(len(sources))]
-            compile_only = [f for f in flags if f != "-shared"]
-            _run([[cc, *compile_only, "-c", "-o", o, str(s)] for o, s in zip(objects, sources)], cc)
-            _run([[cc, *flags, "-o", f"{tmp}/lib.so", *objects, "-lm"]], cc)
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:  # a failed build leaves nothing in the cache
+        objects = [f"{tmp}/{i}.o" for i in range(len(sources))]
+        compile_only = [f for f in flags if f != "-shared"]
+        _run([[cc, *compile_only, "-c", "-o", o, str(s)] for o, s in zip(objects, sources)], cc)
+        _run([[cc, *flags, "-o", f"{tmp}/lib.so", *objects, "-lm"]], cc)
         os.replace(f"{tmp}/lib.so", path)
     return path
 
@@ -131,8 +128,13 @@ def build_widest(
     raise err
 
 
+def _sources(source: Path | Sequence[Path]) -> list[Path]:
+    """One C file, or the translation units of one library, as a list of paths."""
+    return [Path(source)] if isinstance(source, (str, os.PathLike)) else [Path(s) for s in source]
+
+
 def _name(source: Path | Sequence[Path]) -> str:
-    return Path(source).name if isinstance(source, (str, os.PathLike)) else ", ".join(Path(s).name for s in source)
+    return ", ".join(p.name for p in _sources(source))
 
 
 def open_library(

@@ -58,6 +58,10 @@ def traced_rows(views: list[Tensor]) -> Tensor:
     return torch.stack(rows)
 
 
+def _data_ptrs(params: list) -> list[int]:
+    return [0 if p is None else p.data_ptr() for p in params]
+
+
 class Constants:
     """Small constant device tensors, each built once (no host-to-device copy inside later steps)."""
 
@@ -86,11 +90,11 @@ class StepMeasure:
         params = [pr.module._parameters.get(pr.leaf) for pr in self.table.prows]
         if self._weights is not None:
             before, ptrs, views = self._weights
-            if all(map(operator.is_, params, before)) and [0 if p is None else p.data_ptr() for p in params] == ptrs:
+            if all(map(operator.is_, params, before)) and _data_ptrs(params) == ptrs:
                 return views
         views = self.param_views(False)
         plain = all(p is None or (p.dtype not in _FP8 and not is_dtensor(p)) for p in params)
-        self._weights = (params, [0 if p is None else p.data_ptr() for p in params], views) if plain else None
+        self._weights = (params, _data_ptrs(params), views) if plain else None
         return views
 
     def param_views(self, grads: bool) -> tuple[list[Tensor], list[bool], list[bool], list[bool]]:
