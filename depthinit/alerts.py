@@ -29,7 +29,7 @@ and the set of active conditions are part of :meth:`Alerts.state_dict`, so a res
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -73,6 +73,79 @@ class AlertEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class RowInfo:
+    """What the detectors read of each row besides its values: constant while the rows are (a monitor builds
+    it once per layout)."""
+
+    kind: np.ndarray  # str objects [n]
+    name: list[str]
+    layer: np.ndarray  # float [n], NaN where a row has no layer
+    head: np.ndarray  # bool [n]: a per-head row
+    stream: np.ndarray  # bool [n]: a residual-stream row
+    bias: np.ndarray  # bool [n]: a bias, by its name
+
+    @classmethod
+    def of(cls, kinds: Sequence[str], names: Sequence[str], layers: Sequence[int | None],
+           heads: Sequence[bool], streams: Sequence[bool]) -> RowInfo:  # fmt: skip
+        return cls(np.array(kinds, dtype=object), list(names),
+                   np.array([math.nan if x is None else float(x) for x in layers], dtype=float),
+                   np.array(heads, dtype=bool), np.array(streams, dtype=bool),
+                   np.array([is_bias_name(n) for n in names], dtype=bool))  # fmt: skip
+
+
+@dataclass
+class StepColumns:
+    """The records of one step column by column: rows ``idx`` of ``info``; per field, its values (NaN where a
+    record lacks it) and where it is present."""
+
+    info: RowInfo
+    idx: np.ndarray  # int [n]
+    values: dict[str, np.ndarray]
+    has: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def name(self, i: int) -> str:
+        return self.info.name[int(self.idx[i])]
+
+    def get(self, field: str, default: float) -> np.ndarray:
+        """``field`` of every record, ``default`` where a record lacks it."""
+        v = self.values.get(field)
+        if v is None:
+            return np.full(len(self.idx), default)
+        return v if self.has[field].all() else np.where(self.has[field], v, default)
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping[str, Any]], fields: Iterable[str]) -> StepColumns:
+        """The columns ``fields`` of ``records`` (dicts of the monitor's format; None counts as absent)."""
+        info = RowInfo.of([r["kind"] for r in records], [r["name"] for r in records],
+                          [r.get("layer") for r in records], [r.get("head") is not None for r in records],
+                          [bool(r.get("stream")) for r in records])  # fmt: skip
+        values, has = {}, {}
+        for f in fields:
+            raw = [r.get(f) for r in records]
+            has[f] = np.array([x is not None for x in raw], dtype=bool)
+            values[f] = np.array([math.nan if x is None else float(x) for x in raw], dtype=float)
+        return cls(info, np.arange(len(records)), values, has)
+
+
+@dataclass
+class _SpikePlan:
+    """The watched values of one set of rows: value ``stats[sid[j]]`` of row ``pos[j]`` goes to window
+    ``keys[j]``; ``total_of[j]`` the whole-model l2 it adds to (-1: none), whose windows are ``total_keys``."""
+
+    info: RowInfo
+    idx: np.ndarray
+    stats: list[str]
+    pos: np.ndarray
+    sid: np.ndarray
+    keys: np.ndarray
+    total_of: np.ndarray
+    total_keys: list[int]
 
 
 class Alerts:
@@ -141,6 +214,8 @@ class Alerts:
         self.callback = callback
         self.events: list[AlertEvent] = []
         self._keys: dict[tuple[str, str, str], int] = {}  # (kind, name, stat) -> row of the window table
+        self._key_list: list[tuple[str, str, str]] = []  # the keys in the order of their rows
+        self._plan: _SpikePlan | None = None  # the watched values of the last step's rows
         self._buf = np.full((0, self.spike_window), np.nan)  # ring of the last values of each key
         self._n = np.zeros(0, dtype=np.int64)  # values seen per key
         self._active: set[tuple[str, str, str, str]] = set()
@@ -148,11 +223,13 @@ class Alerts:
     # -- checking ------------------------------------------------------------------------------------------
 
     def check(self, step: int, records: list[dict[str, Any]]) -> list[AlertEvent]:
-        """Events raised by the records of one monitored step (the callback is not called here).
+        """Events raised by the records of one monitored step (the callback is not called here)."""
+        return self.check_columns(step, StepColumns.from_records(records, self._fields()))
 
-        The tests run column-wise over the records (NumPy), so a step of a few thousand rows costs about
-        a millisecond; events are built for the rows that fire only.
-        """
+    def check_columns(self, step: int, cols: StepColumns) -> list[AlertEvent]:
+        """:meth:`check` on a step's records given column by column (what a monitor has without building the
+        dicts). The tests run on NumPy columns, so a step of a few thousand rows costs well under a
+        millisecond; events are built for the rows that fire only."""
         seen: set[tuple[str, str, str, str]] = set()
         events: list[AlertEvent] = []
 
@@ -161,16 +238,16 @@ class Alerts:
             if key not in self._active:
                 events.append(ev)
 
-        if records:
-            kinds = np.array([r["kind"] for r in records], dtype=object)
-            count = np.array([r.get("count", 1) for r in records], dtype=float)
+        if len(cols):
+            kinds = cols.info.kind[cols.idx]
+            count = cols.get("count", 1.0)
             if self.nonfinite:
-                self._check_nonfinite(step, records, count, fire)
-            self._check_band(step, records, kinds, count, fire)
+                self._check_nonfinite(step, cols, kinds, count, fire)
+            self._check_band(step, cols, kinds, count, fire)
             if self.depth_ratio is not None:
                 for kind in self.depth_kinds:
-                    self._check_depth(step, kind, records, kinds, fire)
-            self._check_spikes(step, records, fire)
+                    self._check_depth(step, kind, cols, kinds, fire)
+            self._check_spikes(step, cols, fire)
         self._active = seen  # conditions that still hold; the others may fire again
         self.events.extend(events)
         return events
@@ -178,35 +255,39 @@ class Alerts:
     # (an update ratio is NaN for an all-zero weight, 0/0: no alarm; a non-finite weight raises its own)
     _FINITE_STATS = ("std", "l2", "absmax")
 
-    def _check_nonfinite(self, step: int, records: list[dict], count: np.ndarray, fire) -> None:
-        bad = np.array([r.get("nonfinite") or 0 for r in records], dtype=float)
+    def _fields(self) -> tuple[str, ...]:
+        """The record fields the detectors read."""
+        spikes = tuple(stat for _, stat in self.spike_stats)
+        return tuple(dict.fromkeys(("count", "nonfinite", "std", "var", *self._FINITE_STATS, *spikes)))
+
+    def _check_nonfinite(self, step: int, cols: StepColumns, kinds: np.ndarray, count: np.ndarray, fire) -> None:
+        bad = cols.get("nonfinite", 0.0)
         # one sum per record: non-finite iff one of the statistics is (absent ones count as 0)
-        total = np.zeros(len(records))
-        for k in self._FINITE_STATS:
-            total += np.array([r.get(k, 0.0) for r in records], dtype=float)
+        total = sum(cols.get(k, 0.0) for k in self._FINITE_STATS)
         for i in np.flatnonzero((bad > 0) | (~np.isfinite(total) & (count != 0))).tolist():
-            r = records[i]
-            kind, name = r["kind"], r["name"]
+            kind, name = str(kinds[i]), cols.name(i)
             if bad[i] > 0:
                 fire((kind, name, "nonfinite", "nonfinite"), AlertEvent(
                     step, "nonfinite", name, "nonfinite", float(bad[i]), 0.0,
                     f"step {step}: {kind} {name} has {int(bad[i])} non-finite elements (first seen at this step)",
                     kind))
                 continue
-            stat = next(k for k in self._FINITE_STATS if k in r and not math.isfinite(r[k]))
+            stat = next(k for k in self._FINITE_STATS if k in cols.has and cols.has[k][i]
+                        and not math.isfinite(cols.values[k][i]))
+            v = float(cols.values[stat][i])
             fire((kind, name, "nonfinite", stat), AlertEvent(
-                step, "nonfinite", name, stat, r[stat], 0.0,
-                f"step {step}: {kind} {name} {stat} is {r[stat]} (first seen at this step)", kind))
+                step, "nonfinite", name, stat, v, 0.0,
+                f"step {step}: {kind} {name} {stat} is {v} (first seen at this step)", kind))
 
-    def _check_band(self, step: int, records: list[dict], kinds: np.ndarray, count: np.ndarray, fire) -> None:
-        std = np.array([r.get("std", math.nan) for r in records], dtype=float)
+    def _check_band(self, step: int, cols: StepColumns, kinds: np.ndarray, count: np.ndarray, fire) -> None:
+        std = cols.get("std", math.nan)
         ok = np.isfinite(std) & (count > 0)
         for kind, (lo, hi) in self.std_band.items():
             rows = ok & (kinds == kind)
             low = rows & (std < lo) if lo is not None else np.zeros_like(rows)
             high = rows & (std > hi) if hi is not None else np.zeros_like(rows)
             for i in np.flatnonzero(low | high).tolist():
-                name, v = records[i]["name"], float(std[i])
+                name, v = cols.name(i), float(std[i])
                 if low[i]:
                     fire((kind, name, "vanishing", "std"), AlertEvent(
                         step, "vanishing", name, "std", v, lo,
@@ -216,17 +297,17 @@ class Alerts:
                         step, "exploding", name, "std", v, hi,
                         f"step {step}: {kind} {name} std {v:.3g} above {hi:.3g} (exploding)", kind))
 
-    def _check_depth(self, step: int, kind: str, records: list[dict], kinds: np.ndarray, fire) -> None:
-        idx = [i for i in np.flatnonzero(kinds == kind).tolist()
-               if records[i].get("layer") is not None and records[i].get("head") is None
-               and not is_bias_name(records[i]["name"])]
-        stream = [i for i in idx if records[i].get("stream")]
-        idx = stream or idx  # a residual network: the residual stream, not the branches' own layers
-        var = np.array([records[i].get("var", math.nan) for i in idx], dtype=float)
+    def _check_depth(self, step: int, kind: str, cols: StepColumns, kinds: np.ndarray, fire) -> None:
+        info, idx = cols.info, cols.idx
+        layer = info.layer[idx]
+        rows = (kinds == kind) & ~np.isnan(layer) & ~info.head[idx] & ~info.bias[idx]
+        stream = rows & info.stream[idx]
+        rows = stream if stream.any() else rows  # a residual network: the residual stream, not the branches' layers
+        var = cols.get("var", math.nan)[rows]
         keep = np.isfinite(var) & (var > 0)
         if not keep.any():
             return
-        layers = np.array([int(records[i]["layer"]) for i in idx])[keep]
+        layers = layer[rows][keep].astype(np.int64)
         logv = np.log(var[keep])
         first, last = int(layers.min()), int(layers.max())
         if first == last:
@@ -234,7 +315,7 @@ class Alerts:
         start, end = (last, first) if kind == "grad" else (first, last)  # gradients travel toward the input
         ratio = math.exp(float(logv[layers == end].mean() - logv[layers == start].mean()))
         t = self.depth_ratio
-        what = f"{kind} variance" + (" (residual stream)" if stream else "")
+        what = f"{kind} variance" + (" (residual stream)" if stream.any() else "")
         way = f"from layer {start} to layer {end}" + (" (toward the input)" if kind == "grad" else "")
         if ratio > t:
             fire((kind, "depth", "exploding", "var_ratio"), AlertEvent(
@@ -249,41 +330,61 @@ class Alerts:
         i = self._keys.get(key)
         if i is None:
             i = self._keys[key] = len(self._keys)
+            self._key_list.append(key)
             if i == self._buf.shape[0]:  # grow the window table
                 grow = max(16, i)
                 self._buf = np.concatenate([self._buf, np.full((grow, self.spike_window), np.nan)])
                 self._n = np.concatenate([self._n, np.zeros(grow, dtype=np.int64)])
         return i
 
-    def _check_spikes(self, step: int, records: list[dict], fire) -> None:
-        """Each watched value against the mean + k·σ of its own last values (vectorized over the rows)."""
-        if not self.spike_stats:
-            return
+    def _spike_plan(self, cols: StepColumns) -> _SpikePlan:
+        """The watched values of rows like ``cols``' (kept while the rows are the same)."""
+        plan = self._plan
+        if plan is not None and plan.info is cols.info and np.array_equal(plan.idx, cols.idx):
+            return plan
         watched: dict[str, list[str]] = {}
         for kind, stat in self.spike_stats:
             watched.setdefault(kind, []).append(stat)
-        keys: list[tuple[str, str, str]] = []
-        vals: list[float] = []
-        totals: dict[tuple[str, str], float] = {}
-        for r in records:
-            stats = watched.get(r["kind"])
-            if stats is None or r.get("head") is not None:
+        stats = list(dict.fromkeys(stat for _, stat in self.spike_stats))
+        info = cols.info
+        pos, sid, keys, total_of = [], [], [], []
+        totals: dict[tuple[str, str], int] = {}
+        for i, r in enumerate(cols.idx.tolist()):  # row by row, as the records come
+            kind = str(info.kind[r])
+            if info.head[r] or kind not in watched:
                 continue
-            for stat in stats:
-                v = r.get(stat)
-                if v is None or not math.isfinite(v):
-                    continue
-                keys.append((r["kind"], r["name"], stat))
-                vals.append(float(v))
-                if stat == "l2":
-                    totals[(r["kind"], stat)] = totals.get((r["kind"], stat), 0.0) + float(v) ** 2
-        for (kind, stat), sq in totals.items():
-            keys.append((kind, TOTAL, stat))
-            vals.append(math.sqrt(sq))
-        if not keys:
+            for stat in watched[kind]:
+                pos.append(i)
+                sid.append(stats.index(stat))
+                keys.append(self._key_index((kind, info.name[r], stat)))
+                total_of.append(totals.setdefault((kind, stat), len(totals)) if stat == "l2" else -1)
+        total_keys = [self._key_index((kind, TOTAL, stat)) for kind, stat in totals]
+        self._plan = _SpikePlan(info, cols.idx.copy(), stats, np.array(pos, dtype=np.int64),
+                                np.array(sid, dtype=np.int64), np.array(keys, dtype=np.int64),
+                                np.array(total_of, dtype=np.int64), total_keys)
+        return self._plan
+
+    def _check_spikes(self, step: int, cols: StepColumns, fire) -> None:
+        """Each watched value against the mean + k·σ of its own last values (vectorized over the rows)."""
+        if not self.spike_stats:
             return
-        idx = np.array([self._key_index(k) for k in keys])
-        v = np.array(vals)
+        plan = self._spike_plan(cols)
+        if not plan.pos.size:
+            return
+        values = np.stack([cols.get(s, math.nan) for s in plan.stats])[plan.sid, plan.pos]
+        ok = np.isfinite(values)
+        idx, v = [plan.keys[ok]], [values[ok]]
+        for t, key in enumerate(plan.total_keys):  # the whole model's l2 of a kind: sqrt of the sum of squares
+            sel = ok & (plan.total_of == t)
+            if sel.any():
+                sq = 0.0
+                for x in values[sel].tolist():  # in row order
+                    sq += x * x
+                idx.append(np.array([key]))
+                v.append(np.array([math.sqrt(sq)]))
+        idx, v = np.concatenate(idx), np.concatenate(v)
+        if not idx.size:
+            return
         win = self._buf[idx]
         n = np.minimum(self._n[idx], self.spike_window)
         ready = n >= self.spike_min_history
@@ -294,10 +395,11 @@ class Alerts:
             sd = np.maximum(sd, self.rel_floor * np.abs(mean))
             thr = mean + self.spike_k * sd
             for j in np.flatnonzero(ready & (sd > 0) & (v > thr)).tolist():
-                kind, name, stat = keys[j]
+                kind, name, stat = self._key_list[int(idx[j])]
+                val = float(v[j])
                 fire((kind, name, "spike", stat), AlertEvent(
-                    step, "spike", name, stat, vals[j], float(thr[j]),
-                    f"step {step}: {kind} {name} {stat} {vals[j]:.3g} above {thr[j]:.3g} "
+                    step, "spike", name, stat, val, float(thr[j]),
+                    f"step {step}: {kind} {name} {stat} {val:.3g} above {thr[j]:.3g} "
                     f"(mean {mean[j]:.3g} + {self.spike_k:g} sigma over the last {n[j]} values)", kind))
         self._buf[idx, self._n[idx] % self.spike_window] = v
         self._n[idx] += 1
@@ -319,13 +421,14 @@ class Alerts:
     def state_dict(self) -> dict[str, Any]:
         """Windows, active conditions and past events: plain Python data (picklable, JSON-able)."""
         return {
-            "windows": [[list(k), self._window(i)] for k, i in self._keys.items()],
+            "windows": [[list(k), self._window(i)] for k, i in self._keys.items() if self._n[i]],
             "active": sorted(list(k) for k in self._active),
             "events": [e.to_dict() for e in self.events],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._keys, self._buf, self._n = {}, np.full((0, self.spike_window), np.nan), np.zeros(0, dtype=np.int64)
+        self._key_list, self._plan = [], None
         for k, w in state.get("windows", []):
             w = [float(x) for x in w][-self.spike_window:]
             i = self._key_index(tuple(k))

@@ -463,3 +463,56 @@ def test_saved_state_keeps_its_keys_and_update_columns():
     assert u[M2].item() == pytest.approx((2 * before) ** 2, rel=1e-6)
     assert u[SUMSQ].item() == pytest.approx(before**2, rel=1e-6)
     assert st["prev_sq"] is None and st["snapshot"] is None and st["prev_step"] == 1
+
+
+# -- alerts on the monitor's columns ------------------------------------------------------------------------------
+
+
+def test_alerts_on_the_monitors_columns_equal_alerts_on_its_records(hf_gpt2):
+    """The monitor checks its alerts on column arrays without building records; the same alerts fed the records of
+    its history (``Alerts.check``) raise the same events, in the same order, and end in the same state. Thresholds
+    are set so that every detector fires on HF GPT-2 within eight steps (with per-head and update rows, and a NaN
+    gradient at step 3 and
+    ten times every gradient at step 6), which the test asserts too, so that it compares something."""
+    from depthinit.alerts import Alerts
+
+    def alerts():
+        return Alerts(std_band={"act": (0.5, 2.0), "grad": (1e-3, None), "weight": (None, 0.05),
+                                "update": (None, 1e-9)}, depth_ratio=1.5,
+                      spike_k=0.5, spike_window=4, spike_min_history=2,
+                      spike_stats=(("grad", "l2"), ("act", "std"), ("update", "norm_change_ratio"),
+                                   ("weight", "absmax")))  # fmt: skip
+
+    model = copy.deepcopy(hf_gpt2)
+    mon = VarianceMonitor(model, every=1, alerts=alerts(), per_head=True, update="norm")
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    g = torch.Generator().manual_seed(2)
+    for step in range(8):
+        ids = torch.randint(0, 32, (2, 8), generator=g)
+        model(input_ids=ids, labels=ids).loss.backward()
+        if step == 3:
+            model.transformer.h[1].mlp.c_fc.weight.grad[0, 0] = math.nan
+        opt.step()
+        if step == 6:  # a spike of every gradient the monitor sees (after the optimizer used them)
+            for p in model.parameters():
+                p.grad.mul_(10.0)
+        mon.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():  # keep the weights finite after the NaN step
+            for p in model.parameters():
+                p.nan_to_num_(0.0)
+    mon.flush()
+    events = [e.to_dict() for e in mon.events]
+    assert {(e["kind"], e["layer"] == "depth") for e in events} >= {("nonfinite", False), ("vanishing", False),
+                                                                    ("exploding", False), ("spike", False)}
+    assert any(e["layer"] == "depth" for e in events)
+    assert any(e["source"] == "update" for e in events) and any(e["layer"] == "<total>" for e in events)
+    ref = alerts()
+    by_step: dict[int, list[dict]] = {}
+    for r in mon.history:
+        by_step.setdefault(r["step"], []).append(r)
+    for step, recs in sorted(by_step.items()):
+        ref.check(step, recs)
+    assert [e.to_dict() for e in ref.events] == events
+    assert ref.state_dict() == mon.alerts.state_dict()
+    mon.close()

@@ -301,10 +301,10 @@ class VarianceMonitor:
 
     def _emit_step(self, step: int, data: np.ndarray, valid: np.ndarray) -> None:
         self._history.append(step, data, valid)
-        records = self._records(step, data, valid)
-        events: list[AlertEvent] = self.alerts.check(step, records) if self.alerts is not None else []
-        if self._emit:
-            _send(self.sinks, step, records, events)
+        arrays = self._records.arrays(data, valid)
+        events = self.alerts.check_columns(step, self._records.columns(arrays)) if self.alerts is not None else []
+        if self._emit and self.sinks:  # the records themselves only for the sinks (history builds its own)
+            _send(self.sinks, step, self._records.records(step, arrays), events)
         if self.alerts is not None:
             self.alerts.dispatch(events)
 
