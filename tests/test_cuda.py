@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,8 +152,11 @@ def _ulp(x: torch.Tensor) -> torch.Tensor:
     return (torch.nextafter(x, torch.full_like(x, math.inf)) - x).double()
 
 
-def assert_fill_close(out: torch.Tensor, ref: torch.Tensor, row: FillRow) -> None:
-    """``out`` (any device) against the CPU reference ``ref`` of the same dtype, within the module's bounds."""
+def assert_fill_close(out: torch.Tensor, ref: torch.Tensor, row: FillRow,
+                      again: Callable[[], torch.Tensor] | None = None) -> None:
+    """``out`` (any device) against the CPU reference ``ref`` of the same dtype, within the module's bounds.
+    ``again``: computes the reference once more, for the message of a failure (is the reference itself
+    reproducible in this process?)."""
     out = out.detach().cpu().reshape(-1)
     ref = ref.reshape(-1)
     assert out.dtype == ref.dtype and out.shape == ref.shape
@@ -170,7 +174,15 @@ def assert_fill_close(out: torch.Tensor, ref: torch.Tensor, row: FillRow) -> Non
         i = int(diff.argmax())
         raise AssertionError(f"max diff {float(diff.max())} above tolerance at {i} (out {float(out[i])!r}, ref "
                              f"{float(ref[i])!r}; {int((diff > tol).sum())} of {diff.numel()} over); "
-                             f"{_transcendental_errors()}")
+                             f"{_transcendental_errors()}{_reference_again(ref, again, i)}")
+
+
+def _reference_again(ref: torch.Tensor, again: Callable[[], torch.Tensor] | None, i: int) -> str:
+    if again is None:
+        return ""
+    ref2 = again().reshape(-1)
+    differ = int((ref2 != ref).sum())
+    return f"; the reference computed again differs in {differ} elements (at the worst one: {float(ref2[i])!r})"
 
 
 def _transcendental_errors() -> str:
@@ -234,7 +246,8 @@ def test_fill_matches_reference_every_geometry(target, dist, dtype, monkeypatch)
     fill_tensors(tensors, rows, SEED, backend="triton")
     assert counter.calls == 1
     for t, row in zip(tensors, rows):
-        assert_fill_close(t, rng.reference_values(row, SEED, t.numel(), t.dtype), row)
+        assert_fill_close(t, rng.reference_values(row, SEED, t.numel(), t.dtype), row,
+                          again=lambda row=row, t=t: rng.reference_values(row, SEED, t.numel(), t.dtype))
 
 
 def test_unit_uniforms_bitwise_with_64bit_indices(target):
