@@ -45,12 +45,14 @@ import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from depthinit.distributed import contributes, dtensor_class, is_dtensor, merge_sharded, storage_key
+from depthinit.distributed import contributes, dtensor_class, merge_sharded, storage_key
 from depthinit.distributed import local_tensor as _local
 from depthinit.kernels import cpu_stats as cpu_kernel
+from depthinit.kernels import tensor_meta
 from depthinit.kernels.contract import (  # noqa: F401  (the field indices are part of this module's API)
     ABSMAX,
     COUNT,
@@ -247,17 +249,23 @@ def _readable(tensors: Sequence[Tensor]) -> list[Tensor]:
     return [t.resolve_neg() if t.is_neg() else t for t in tensors]
 
 
-def _cached_cpu_table(tensors: Sequence[Tensor], backend: str):
-    """The C kernel's table of a list of CPU tensors measured recently (:func:`cpu_kernel.cached_table`)."""
+def _cached_cpu_table(tensors: Sequence[Tensor], backend: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(table, handles)``: the C kernel's table of a list of CPU tensors measured recently
+    (:func:`cpu_kernel.cached_table`) or None, and the tensors' :func:`tensor_meta.handles` it was looked up by
+    (None where the C kernel does not measure them)."""
     if backend not in ("auto", "torch") or not tensors or cpu_kernel.library() is None:
-        return None
-    return cpu_kernel.cached_table(tensors)
+        return None, None
+    try:
+        handles = tensor_meta.handles(tensors)
+    except AttributeError:  # not all tensors: the checks that follow say what is wrong
+        return None, None
+    return cpu_kernel.cached_table(tensors, handles), handles
 
 
-def _cpu_stats(tensors: Sequence[Tensor]) -> Tensor:
+def _cpu_stats(tensors: Sequence[Tensor], handles: np.ndarray | None = None) -> Tensor:
     """``[n, N_FIELDS]`` for CPU tensors: the C kernel in one call, else the exact fp64 torch path."""
     if cpu_kernel.library() is not None:
-        return cpu_kernel.cpu_stats(tensors, on_cpu=True)
+        return cpu_kernel.cpu_stats(tensors, on_cpu=True, handles=handles)
     tensors = _readable(tensors)
     parts, owners = _exact_parts([_flat(t) for t in tensors], range(len(tensors)))
     if not parts:  # nothing but empty tensors
@@ -497,9 +505,15 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
     """``[n, N_FIELDS]`` fp64 statistics of plain (local) tensors of one device; see :func:`layer_stats`."""
     if not tensors:
         return torch.zeros((0, N_FIELDS), dtype=torch.float64)
-    table = _cached_cpu_table(tensors, backend)
+    table, handles = _cached_cpu_table(tensors, backend)
     if table is not None:
         return cpu_kernel.run(table)
+    return _measure(tensors, backend, handles)
+
+
+@torch.no_grad()
+def _measure(tensors: Sequence[Tensor], backend: str, handles: np.ndarray | None) -> Tensor:
+    """:func:`tensor_stats` of a non-empty list without a cached table (``handles``: from the lookup)."""
     devices = set(map(_DEVICE, tensors))
     device = tensors[0].device
     if len(devices) > 1:
@@ -509,7 +523,7 @@ def tensor_stats(tensors: Sequence[Tensor], backend: str = "auto") -> Tensor:
         )
     backend = _resolve_backend(backend, device)
     if backend == "torch" and device.type == "cpu":
-        return _cpu_stats(tensors)  # the C kernel checks storage and resolves negative-bit views itself
+        return _cpu_stats(tensors, handles)  # the C kernel checks storage and resolves negative-bit views itself
     tensors = _readable(tensors)
     if backend == "triton":
         if any(t.dtype == torch.float64 for t in tensors):
@@ -551,15 +565,17 @@ def layer_stats(
         >>> print(stats)            # aligned table; stats.std is a device tensor
     """
     names, tensors = _collect(x, grads)
-    is_dt = [is_dtensor(t) for t in tensors] if dtensor_class() is not None else [False]
+    cls = dtensor_class()  # one isinstance per tensor only when some tensor's type is a DTensor
+    sharded = cls is not None and any(issubclass(k, cls) for k in set(map(type, tensors)))
+    is_dt = [isinstance(t, cls) for t in tensors] if sharded else [False]
     locals_ = [t.to_local() if d else t for t, d in zip(tensors, is_dt)] if any(is_dt) else tensors
-    table = _cached_cpu_table(locals_, backend)
+    table, handles = _cached_cpu_table(locals_, backend)
     if table is not None:  # the same CPU tensors as a recent call, still as they were: checked then
         return LayerStats(cpu_kernel.run(table), names)
     if not _all_valid(locals_):
         for name, t in zip(names, locals_):
             _check(name, t)
-    data = tensor_stats(locals_, backend)
+    data = _measure(locals_, backend, handles) if locals_ else tensor_stats(locals_)
     if any(is_dt):
         contrib = [contributes(t) for t in tensors]
         data = merge_sharded(data, is_dt, contrib, merge_stacked, group)  # one all_gather

@@ -18,16 +18,15 @@ import functools
 import logging
 import operator
 import os
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, UntypedStorage
+from torch import Tensor
 
-from . import native
+from . import native, tensor_meta
 from .contract import DTYPE_CODES, N_FIELDS
 from .native import cache_dir, compile_flags  # noqa: F401  (re-exported: one build mechanism for all C kernels)
 
@@ -115,31 +114,23 @@ def check_storage(t: Tensor, contiguous: bool | None = None) -> None:
         )
 
 
-_DTYPE = operator.attrgetter("dtype")
 _ITEMSIZE = np.array([4, 2, 2, 8], dtype=np.int64)  # bytes per element of each DTYPE_CODES code
 
 
-def _table(tensors: Sequence[Tensor], keep: list) -> np.ndarray:
-    """The kernel's ``int64 [n, 5]`` table. Contiguous tensors are described with one C-level ``map`` per
-    attribute (~0.1 us a tensor each) and NumPy; other views one by one (:func:`describe`)."""
-    T = Tensor
-    n = len(tensors)
-    codes = list(map(DTYPE_CODES.get, map(_DTYPE, tensors)))
-    if None in codes or not all(map(T.is_contiguous, tensors)) or any(map(T.is_neg, tensors)):
+def _table(tensors: Sequence[Tensor], keep: list, meta: np.ndarray) -> np.ndarray:
+    """The kernel's ``int64 [n, 5]`` table. Contiguous tensors are described from their metadata
+    (:func:`tensor_meta.read`, one native call) and NumPy; other views one by one (:func:`describe`)."""
+    code, numel = meta[:, tensor_meta.DTYPE], meta[:, tensor_meta.NUMEL]
+    if (code < 0).any() or not meta[:, tensor_meta.CONTIGUOUS].all() or any(map(Tensor.is_neg, tensors)):
         return _table_each(tensors, keep)
-    numel = np.fromiter(map(T.numel, tensors), dtype=np.int64, count=n)
-    ptr = np.fromiter(map(T.data_ptr, tensors), dtype=np.int64, count=n)
-    code = np.array(codes, dtype=np.int64)
-    offset = np.fromiter(map(T.storage_offset, tensors), dtype=np.int64, count=n)
-    nbytes = np.fromiter(map(UntypedStorage.nbytes, map(T.untyped_storage, tensors)), dtype=np.int64, count=n)
-    outside = np.flatnonzero((numel > 0) & ((offset + numel) * _ITEMSIZE[code] > nbytes))
+    extent = (meta[:, tensor_meta.OFFSET] + numel) * _ITEMSIZE[code]
+    outside = np.flatnonzero((numel > 0) & (extent > meta[:, tensor_meta.NBYTES]))
     if outside.size:
         check_storage(tensors[int(outside[0])], True)  # raises the message
-    table = np.empty((n, 5), dtype=np.int64)
-    full = numel > 0  # an empty tensor is (0, code, 0, 0, 0)
-    table[:, 0] = np.where(full, ptr, 0)
+    table = np.empty((len(tensors), 5), dtype=np.int64)
+    table[:, 0] = meta[:, tensor_meta.PTR]  # 0 for an empty tensor: (0, code, 0, 0, 0)
     table[:, 1] = code
-    table[:, 2] = full
+    table[:, 2] = numel > 0
     table[:, 3] = numel
     table[:, 4] = numel
     return table
@@ -168,13 +159,15 @@ def _table_each(tensors: Sequence[Tensor], keep: list) -> np.ndarray:
 
 
 def cpu_stats(
-    tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes.CDLL | None = None, *, on_cpu: bool = False
+    tensors: Sequence[Tensor], threads: int | None = None, lib: ctypes.CDLL | None = None, *, on_cpu: bool = False,
+    handles: np.ndarray | None = None,
 ) -> Tensor:
     """``[n, 9]`` fp64 statistics of CPU tensors (fp32 / fp16 / bf16 / fp64, any strides) in one call.
 
     ``threads``: default ``torch.get_num_threads()`` (the result does not depend on it). ``lib``: a
     library from :func:`load` (default :func:`library`). Views the table cannot describe are copied.
-    ``on_cpu``: the caller checked already that every tensor is on the CPU.
+    ``on_cpu``: the caller checked already that every tensor is on the CPU. ``handles``: their
+    :func:`tensor_meta.handles`, when the caller has them.
     """
     lib = lib or library()
     if lib is None:
@@ -184,11 +177,13 @@ def cpu_stats(
         raise ValueError(f"depthinit.stats: the CPU kernel got a tensor on {device}")
     keep: list = []
     n = len(tensors)
-    desc = cached_table(tensors)
+    impl = tensor_meta.handles(tensors) if handles is None else handles
+    desc = cached_table(tensors, impl)
     if desc is None:
-        desc = _table(tensors, keep) if n else np.zeros((0, 5), dtype=np.int64)
+        meta = tensor_meta.read(tensors, impl)
+        desc = _table(tensors, keep, meta) if n else np.zeros((0, 5), dtype=np.int64)
         if not keep:  # a table of the caller's own tensors (no temporaries): reusable for the same list
-            _remember(tensors, desc)
+            _remember(tensors, impl, desc, meta)
     return run(desc, threads, lib)
 
 
@@ -211,88 +206,59 @@ _IS_CPU = operator.attrgetter("is_cpu")
 # Tables of lists measured again (a monitor's parameters, a benchmark's list): reused while they still hold
 # ----------------------------------------------------------------------------------------------------------
 
-_VERSION, _SHAPE = operator.attrgetter("_version"), operator.attrgetter("shape")
+_SHAPE = operator.attrgetter("shape")
 _MAX_TABLES = 4
-_TABLES: dict = {}  # ids of the tensors -> _Entry; an entry is dropped as soon as one of its tensors dies
-_SEEN: dict = {}  # ids of lists measured once (a list is cached when it comes back: fresh activations never do)
+_TABLES: dict = {}  # TensorImpl addresses of the tensors (bytes) -> _Entry: they find an entry, the metadata decides
+_SEEN: dict = {}  # those of lists measured once (a list is cached when it comes back)
 
 
 @dataclass
 class _Entry:
     table: np.ndarray
-    refs: list  # weak references: the cache keeps no tensor alive
-    ptr: list  # data pointers, element counts, storage bytes and versions of the tensors when the table was built
-    numel: list
-    storage: list
-    versions: list
-    layout: tuple | None = None  # shapes and strides, read when a version changed
-    contiguous: bool = False  # every tensor contiguous when the table was built
-
-
-def _storage_nbytes(tensors: Sequence[Tensor]) -> list[int]:
-    return list(map(UntypedStorage.nbytes, map(Tensor.untyped_storage, tensors)))
+    meta: np.ndarray  # the tensors' metadata when the table was built (tensor_meta.read)
+    layout: tuple | None  # shapes and strides where some tensor was not contiguous
 
 
 def _layout(tensors: Sequence[Tensor]) -> tuple[list, list]:
     return list(map(_SHAPE, tensors)), list(map(Tensor.stride, tensors))
 
 
-def cached_table(tensors: Sequence[Tensor]) -> np.ndarray | None:
-    """The table built for this same list of tensors before, if it still describes them, else None: the same
-    tensor objects (alive: weak references), each with the same data pointer, element count and storage
-    size, and
+def cached_table(tensors: Sequence[Tensor], handles: np.ndarray | None = None) -> np.ndarray | None:
+    """The table built before for a list of the same TensorImpls (:func:`tensor_meta.handles`, or ``handles``),
+    if it describes these tensors, else None: the same metadata (:func:`tensor_meta.read`: data pointer, element
+    count, storage size and offset, dtype, contiguity) and, where a tensor was not contiguous, the same shapes and
+    strides.
 
-    * where every tensor was contiguous: every tensor still contiguous (its elements are then exactly the
-      ``numel`` elements at its pointer, whatever ran in place since: an optimizer step, ``t_``);
-    * else the same shapes and strides wherever an in-place operation ran since (its version changed).
-
-    That is enough to never read memory a tensor does not own: a storage resized (``untyped_storage().resize_``,
-    a freed FSDP shard) has another size, or another address (freed to 0 and allocated again smaller, it can
-    come back at the same address: the size tells), and every in-place operation that changes which elements a
-    tensor sees (``resize_``, ``set_``, ``as_strided_``) leaves it non-contiguous or bumps its version."""
+    The table is a function of exactly what is compared, so it is right for any tensors that pass, the same
+    objects or new ones at reused addresses, whatever ran in place since (an optimizer step, ``t_``). It never
+    reads memory a tensor does not own: a storage resized (``untyped_storage().resize_``, a freed FSDP shard) has
+    another size, or another address (freed to 0 and allocated again smaller, it can come back at the same
+    address: the size tells). The cache holds no reference to any tensor, strong or weak (a weak one would make
+    ``torch.utils.swap_tensors`` refuse the tensor)."""
     if not tensors:
         return None
-    key = tuple(map(id, tensors))
+    handles = tensor_meta.handles(tensors) if handles is None else handles
+    key = handles.tobytes()
     entry = _TABLES.get(key)
     if entry is None:
         return None
-    # plain lists, compared in C and left at the first difference (cheaper than arrays at every size); the
-    # fewest reads of each tensor: on lists measured again, a cold tensor's every read is a cache miss
-    if not (list(map(Tensor.data_ptr, tensors)) == entry.ptr and list(map(Tensor.numel, tensors)) == entry.numel
-            and _storage_nbytes(tensors) == entry.storage):  # fmt: skip
+    if not np.array_equal(tensor_meta.read(tensors, handles), entry.meta) or (
+        entry.layout is not None and _layout(tensors) != entry.layout
+    ):
         del _TABLES[key]
         return None
-    if entry.contiguous:
-        if all(map(Tensor.is_contiguous, tensors)):
-            return entry.table
-        del _TABLES[key]
-        return None
-    versions = list(map(_VERSION, tensors))
-    if versions != entry.versions:  # values written in place (a step), or an in-place view op (t_, as_strided_)
-        layout = _layout(tensors)
-        if layout != entry.layout:
-            del _TABLES[key]
-            return None
-        entry.versions = versions
     return entry.table
 
 
-def _remember(tensors: Sequence[Tensor], table: np.ndarray) -> None:
+def _remember(tensors: Sequence[Tensor], handles: np.ndarray, table: np.ndarray, meta: np.ndarray) -> None:
     if not tensors:
         return
-    key = tuple(map(id, tensors))
+    key = handles.tobytes()
     if _SEEN.pop(key, None) is None:
         _SEEN[key] = True
         while len(_SEEN) > 2 * _MAX_TABLES:
             del _SEEN[next(iter(_SEEN))]
         return
-
-    def drop(_ref, key=key):  # a tensor of the list died: its id may be reused, the entry must go
-        _TABLES.pop(key, None)
-
-    entry = _Entry(table, [weakref.ref(t, drop) for t in tensors], list(map(Tensor.data_ptr, tensors)),
-                   list(map(Tensor.numel, tensors)), _storage_nbytes(tensors), list(map(_VERSION, tensors)),
-                   _layout(tensors), all(map(Tensor.is_contiguous, tensors)))  # fmt: skip
-    _TABLES[key] = entry
+    _TABLES[key] = _Entry(table, meta, None if meta[:, tensor_meta.CONTIGUOUS].all() else _layout(tensors))
     while len(_TABLES) > _MAX_TABLES:
         del _TABLES[next(iter(_TABLES))]

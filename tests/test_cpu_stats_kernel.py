@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from depthinit.kernels import cpu_stats as K
+from depthinit.kernels import tensor_meta
 from tests.test_stats import EXACT_RTOL, assert_close_stats, np_stats
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
@@ -229,7 +230,7 @@ def _contiguous_mix():
 def test_vectorized_table_equals_the_per_tensor_table():
     """The table of an all-contiguous list (built with one map per attribute) is the per-tensor table."""
     tensors = _contiguous_mix()
-    fast = K._table(tensors, [])
+    fast = K._table(tensors, [], tensor_meta.read(tensors))
     assert np.array_equal(fast, K._table_each(tensors, []))
     assert fast[1].tolist() == [0, 0, 0, 0, 0] and fast[2][0] == tensors[2].data_ptr()
     check(tensors)
@@ -292,8 +293,12 @@ def _transpose_in_place(ts):
     ts[3].t_()
 
 
+def _swap(ts):  # the same Python object over another TensorImpl
+    torch.utils.swap_tensors(ts[0], torch.randn(10, 7))
+
+
 @pytest.mark.parametrize(
-    "change", [_write_in_place, _reallocate, _narrow_same_pointer, _strided_in_place, _transpose_in_place],
+    "change", [_write_in_place, _reallocate, _narrow_same_pointer, _strided_in_place, _transpose_in_place, _swap],
     ids=lambda f: f.__name__,
 )  # fmt: skip
 @pytest.mark.parametrize("view", ["contiguous", "strided"])
@@ -344,11 +349,26 @@ def test_cached_table_keeps_no_tensor_alive():
     tensors = [torch.randn(100) for _ in range(5)]
     _measure_twice(tensors)
     probe = weakref.ref(tensors[4])
-    key = tuple(map(id, tensors))
-    assert key in K._TABLES
     del tensors[4]
     gc.collect()
-    assert probe() is None and key not in K._TABLES  # the entry went with the tensor (its id may be reused)
+    assert probe() is None
+
+
+def test_a_table_found_at_reused_ids_is_used_only_for_tensors_it_describes():
+    """Ids of dead tensors come back for new ones: an entry found by ids is checked against the new tensors'
+    own metadata. Here every entry is moved to the ids of another list: one of new tensors (a table built for
+    other memory), and one over the same memory (the same table is right for it)."""
+    from depthinit.stats import layer_stats
+
+    base = torch.randn(8, 8)
+    tensors = [torch.randn(64), base[:, :4], torch.randn(30)]  # one strided view: its layout is compared too
+    for others in ([torch.randn(64), torch.randn(8, 8)[:, :4], torch.randn(30)],  # other memory
+                   [t.view_as(t) for t in tensors],  # the same memory, new tensor objects
+                   [tensors[0], base[:, ::2], tensors[2]]):  # same pointer, size, storage: other strides # fmt: skip
+        K._TABLES.clear(), K._SEEN.clear()
+        _measure_twice(tensors)
+        K._TABLES[tensor_meta.handles(others).tobytes()] = K._TABLES.pop(tensor_meta.handles(tensors).tobytes())
+        assert torch.equal(layer_stats(others).data, _fresh(others))
 
 
 def test_fresh_lists_are_not_cached():
@@ -358,3 +378,21 @@ def test_fresh_lists_are_not_cached():
     for _ in range(5):  # activations: new tensors every step
         layer_stats([torch.randn(10) for _ in range(3)])
     assert len(K._TABLES) <= 1  # ids of freed tensors may come back once; never a table per call
+
+
+def test_a_model_measured_again_still_converts_with_swapped_parameters():
+    """``nn.Module.to`` swaps parameter objects with ``torch.utils.swap_tensors`` (the future flag below; always
+    for wrapper subclasses), which refuses a tensor that has a weak reference: the cache must hold none."""
+    from depthinit.stats import layer_stats
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 4))
+    params = list(model.parameters())
+    _measure_twice(params)
+    before = torch.__future__.get_swap_module_params_on_conversion()
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    try:
+        model.to(torch.float64)
+    finally:
+        torch.__future__.set_swap_module_params_on_conversion(before)
+    assert model[0].weight.dtype == torch.float64 and model[0].weight is params[0]
+    assert torch.equal(layer_stats(params).data, _fresh(params))
