@@ -3,7 +3,7 @@
 :func:`apply_plan` is what :meth:`depthinit.InitPlan.apply` runs. The first call resolves the plan's rows to the
 model's parameters and prepares the fill (kernel tables with their pointers); later calls reuse both while the
 model is the same: the same rows unedited (:data:`EDITS`), the same modules and parameter objects under the same
-names, each target with the same data pointer, dtype, shape and strides.
+names, each target with the same data pointer, storage size, dtype, shape and strides.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .distributed import is_dtensor, local_tensor, storage_key
+from .kernels import tensor_meta
 from .reparam import finish, finishes
 
 EDITS = [0]  # edits of PlanRows made so far (PlanRow.__setattr__ counts them): a cached fill is checked again
@@ -49,7 +50,7 @@ def _resolve(plan: Any, model: nn.Module, backend: str, walk: tuple) -> _Applied
         plan.check_consistent()
     # The kernel tables (pointers, chunks, parameters) are built once and reused while the targets and
     # rows stay the same (re-initializing a model, a seed sweep).
-    key = (backend, tuple(rows), tuple(storage_key(local_tensor(t)) for t in tensors))
+    key = (backend, tuple(rows), tuple(map(_storage, tensors)))
     old = plan._cache.get("fill")
     if old is None or old[0] != key:
         old = plan._cache["fill"] = (key, prepare_fill(tensors, rows, backend) if tensors else None)
@@ -118,14 +119,20 @@ def _same_objects(a: list, b: list) -> bool:
     return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
-_DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
+_SHAPE = operator.attrgetter("shape")
 
 
-def _layout(params: list) -> tuple[list, ...]:
-    """Data pointers, dtypes, shapes and strides of ``params`` (one C-level map each: ~0.4 us a tensor)."""
-    T = torch.Tensor
-    return (list(map(T.data_ptr, params)), list(map(_DTYPE, params)), list(map(_SHAPE, params)),
-            list(map(T.stride, params)))  # fmt: skip
+def _storage(t: torch.Tensor) -> tuple:
+    """What a prepared fill of ``t`` depends on: the elements it views and the size of their storage (freed or
+    shrunk at the same address, the fill is prepared again, and refused)."""
+    t = local_tensor(t)
+    return storage_key(t), 0 if t.is_meta else t.untyped_storage().nbytes()
+
+
+def _layout(params: list) -> tuple:
+    """The metadata of ``params`` (:func:`tensor_meta.read`: data pointers, element counts, storage sizes and
+    offsets, dtypes, contiguity; one native call), their shapes and strides (one C-level map each)."""
+    return tensor_meta.read(params).tobytes(), list(map(_SHAPE, params)), list(map(torch.Tensor.stride, params))
 
 
 def _walk(model: nn.Module) -> tuple[list, list]:

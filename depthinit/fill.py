@@ -31,7 +31,7 @@ import torch
 
 from depthinit import rng
 from depthinit.distributed import dtensor_class, is_dtensor, local_geometry, local_tensor
-from depthinit.kernels import cpu_fill
+from depthinit.kernels import cpu_fill, tensor_meta
 from depthinit.kernels.contract import DIST_CONSTANT, FillRow
 
 __all__ = ["fill_tensors", "prepare_fill", "PreparedFill", "warmup_cpu", "BACKENDS", "EAGER_CHUNK"]
@@ -197,20 +197,30 @@ def _prepare_plain_cpu(tensors: list, rows: list, backend: str) -> PreparedFill 
         return None
     if not _PLAIN_TENSORS.issuperset(map(type, tensors)) or not _FILL_ROW.issuperset(map(type, rows)):
         return None
-    if not all(map(_IS_CPU, tensors)) or not all(map(torch.Tensor.is_contiguous, tensors)):
+    if not all(map(_IS_CPU, tensors)):
         return None
-    dtypes = list(map(_DTYPE, tensors))
+    meta = tensor_meta.read(tensors)  # one native read: pointers, sizes, storage, dtype, contiguity
     columns = tuple(zip(*rows))  # the FillRow fields, one tuple each
-    if not _FILL_DTYPE_SET.issuperset(dtypes) or columns[6].count(None) != n:
+    numels = meta[:, tensor_meta.NUMEL]
+    if (meta[:, tensor_meta.DTYPE] < 0).any() or not meta[:, tensor_meta.CONTIGUOUS].all() or not numels.all():
         return None
-    numels = list(map(torch.Tensor.numel, tensors))
-    if 0 in numels or _resolve_backend(backend, torch.device("cpu")) != "native":
+    if columns[6].count(None) != n or _resolve_backend(backend, torch.device("cpu")) != "native":
         return None
-    ptrs = np.fromiter(map(torch.Tensor.data_ptr, tensors), dtype=np.int64, count=n)
+    outside = tensor_meta.uncovered(meta)
+    if outside.size:  # freed or resized storage: never written
+        _check_storage(tensors[int(outside[0])], int(outside[0]))
+    ptrs = meta[:, tensor_meta.PTR]
+    dtypes = list(map(_DTYPE, tensors))
     order = np.sort(ptrs)
     if (order[1:] == order[:-1]).any():  # tied or repeated tensors: the loop fills each storage once
         return None
     return PreparedFill(native=[cpu_fill.prepare_whole(tensors, columns, ptrs, dtypes, numels)])
+
+
+def _check_storage(t: torch.Tensor, i: int) -> None:
+    """A clear error, before anything is written, for a target whose storage was freed or resized."""
+    tensor_meta.check_storage(t, who="depthinit.fill", what=f"tensors[{i}]",
+                              fix="initialize it while it is materialized (or materialize the model first)")
 
 
 def _layout(t: torch.Tensor) -> tuple:
@@ -251,6 +261,7 @@ def prepare_fill(
         dtype, numel, ptr = t.dtype, t.numel(), t.data_ptr()
         if (ptr == 0 and t.is_meta) or dtype not in _FILL_DTYPE_SET:
             _check_target(t, i)
+        _check_storage(t, i)
         if row.geometry is not None and row.geometry.local_numel != numel:
             raise ValueError(f"rows[{i}].geometry covers {row.geometry.local_numel} elements, the tensor has {numel}")
         if numel == 0:

@@ -29,6 +29,7 @@ from torch import Tensor
 from . import native, tensor_meta
 from .contract import DTYPE_CODES, N_FIELDS
 from .native import cache_dir, compile_flags  # noqa: F401  (re-exported: one build mechanism for all C kernels)
+from .tensor_meta import check_storage
 
 log = logging.getLogger(__name__)
 
@@ -96,35 +97,13 @@ def is_dense_permutation(t: Tensor) -> bool:
     return True
 
 
-def check_storage(t: Tensor, contiguous: bool | None = None) -> None:
-    """Kernels read raw memory: refuse a view whose storage no longer covers it (freed or resized), on every
-    backend, with one message. ``contiguous``: ``t.is_contiguous()`` when the caller knows it."""
-    n = t.numel()
-    if n == 0:
-        return
-    if contiguous if contiguous is not None else t.is_contiguous():
-        extent = t.storage_offset() + n
-    else:
-        extent = t.storage_offset() + sum((k - 1) * st for k, st in zip(t.shape, t.stride())) + 1
-    if extent * t.element_size() > t.untyped_storage().nbytes():
-        raise ValueError(
-            f"depthinit.stats: a tensor of shape {tuple(t.shape)} lies outside its storage "
-            f"({t.untyped_storage().nbytes()} bytes): its memory was freed or resized (e.g. an unsharded "
-            "parameter outside forward / backward); measure it while it is materialized"
-        )
-
-
-_ITEMSIZE = np.array([4, 2, 2, 8], dtype=np.int64)  # bytes per element of each DTYPE_CODES code
-
-
 def _table(tensors: Sequence[Tensor], keep: list, meta: np.ndarray) -> np.ndarray:
     """The kernel's ``int64 [n, 5]`` table. Contiguous tensors are described from their metadata
     (:func:`tensor_meta.read`, one native call) and NumPy; other views one by one (:func:`describe`)."""
     code, numel = meta[:, tensor_meta.DTYPE], meta[:, tensor_meta.NUMEL]
     if (code < 0).any() or not meta[:, tensor_meta.CONTIGUOUS].all() or any(map(Tensor.is_neg, tensors)):
         return _table_each(tensors, keep)
-    extent = (meta[:, tensor_meta.OFFSET] + numel) * _ITEMSIZE[code]
-    outside = np.flatnonzero((numel > 0) & (extent > meta[:, tensor_meta.NBYTES]))
+    outside = tensor_meta.uncovered(meta)
     if outside.size:
         check_storage(tensors[int(outside[0])], True)  # raises the message
     table = np.empty((len(tensors), 5), dtype=np.int64)

@@ -8,7 +8,8 @@
  *
  * Out: per tensor, M_FIELDS int64
  *     data pointer (of the first element; 0 when the tensor has no element), element count, bytes of the
- *     storage, storage offset (in elements), torch scalar type, contiguous (0 / 1)
+ *     storage, storage offset (in elements), dtype code (codes[torch scalar type], -1 past the end of codes),
+ *     contiguous (0 / 1)
  * Returns -1, or the index of the first tensor a getter refused (e.g. a tensor without storage): the caller then
  * reads the tensors in Python, which raises torch's own message.
  */
@@ -29,7 +30,8 @@ enum { AHEAD = 16, IMPL_LINES = 4 };
 /* fns: aoti_torch_get_data_ptr, _get_numel, _get_storage_size, _get_storage_offset, _get_dtype, _is_contiguous.
  * Two passes: the storage sizes first (TensorImpl, then StorageImpl: one short call a tensor, so that the misses
  * of several tensors overlap), then the other fields from lines now in cache. */
-int64_t depthinit_tensor_meta(int64_t n, int64_t *impl, void *const *fns, int64_t *out) {
+int64_t depthinit_tensor_meta(int64_t n, int64_t *impl, void *const *fns, const int64_t *codes, int64_t n_codes,
+                              int64_t *out) {
     const ptr_fn data_ptr = (ptr_fn)fns[0];
     const i64_fn numel = (i64_fn)fns[1], nbytes = (i64_fn)fns[2], offset = (i64_fn)fns[3];
     const i32_fn dtype = (i32_fn)fns[4];
@@ -48,7 +50,7 @@ int64_t depthinit_tensor_meta(int64_t n, int64_t *impl, void *const *fns, int64_
         if (numel(h, o + M_NUMEL) || offset(h, o + M_OFFSET) || dtype(h, &d) || contiguous(h, &c)
             || (o[M_NUMEL] > 0 && data_ptr(h, &p)))
             return i;
-        o[M_PTR] = (int64_t)(intptr_t)p, o[M_DTYPE] = d, o[M_CONTIGUOUS] = c;
+        o[M_PTR] = (int64_t)(intptr_t)p, o[M_DTYPE] = d >= 0 && d < n_codes ? codes[d] : -1, o[M_CONTIGUOUS] = c;
     }
     return -1;
 }

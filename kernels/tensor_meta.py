@@ -36,21 +36,18 @@ _CDATA = operator.attrgetter("_cdata")
 
 
 class _Reader:
-    """The loaded ``depthinit_tensor_meta`` with the shim's function pointers, and the scalar type -> code map."""
+    """The loaded ``depthinit_tensor_meta`` with the shim's function pointers and the scalar type -> code map."""
 
     def __init__(self, fn, fns, codes: np.ndarray) -> None:
         self.fn, self.fns, self.codes = fn, fns, codes
+        self._codes = codes.ctypes.data  # the array stays alive with the reader
 
     def __call__(self, tensors: Sequence[Tensor], impl: np.ndarray | None = None) -> np.ndarray | None:
         n = len(tensors)
         impl = handles(tensors) if impl is None else impl
         out = np.empty((n, M_FIELDS), dtype=np.int64)
-        if n and self.fn(n, impl.ctypes.data, self.fns, out.ctypes.data) >= 0:
+        if n and self.fn(n, impl.ctypes.data, self.fns, self._codes, self.codes.size, out.ctypes.data) >= 0:
             return None
-        scalar = out[:, DTYPE]
-        known = (scalar >= 0) & (scalar < self.codes.size)
-        out[:, DTYPE] = np.where(known, self.codes[np.where(known, scalar, 0)], -1)
-        out[:, PTR] = np.where(out[:, NUMEL] > 0, out[:, PTR], 0)
         return out
 
 
@@ -70,15 +67,16 @@ def _load(path: Path) -> _Reader:
         raise OSError(str(exc)) from None
     fns = (ctypes.c_void_p * len(_SHIM))(*addresses)
     fn = ctypes.PyDLL(str(path)).depthinit_tensor_meta  # the GIL stays held: no tensor can change under the read
-    fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
     fn.restype = ctypes.c_int64
+    # the scalar type numbers of the kernel dtypes, read from one tensor of each through an identity map
+    identity = np.arange(256, dtype=np.int64)
     probes = [torch.zeros(1, dtype=dt) for dt in DTYPE_CODES]
-    raw = np.empty((len(probes), M_FIELDS), dtype=np.int64)
-    impl = handles(probes)
-    if fn(len(probes), impl.ctypes.data, fns, raw.ctypes.data) >= 0:
+    scalar = _Reader(fn, fns, identity)(probes)
+    if scalar is None:
         raise RuntimeError("the shim refused a plain tensor")
-    scalar = raw[:, DTYPE]
-    if scalar.min() < 0 or scalar.max() > 255 or len(set(scalar.tolist())) != len(probes):
+    scalar = scalar[:, DTYPE]
+    if scalar.min() < 0 or len(set(scalar.tolist())) != len(probes):
         raise RuntimeError(f"unexpected scalar types {scalar.tolist()}")
     codes = np.full(256, -1, dtype=np.int64)  # torch scalar type -> kernel dtype code
     codes[scalar] = list(DTYPE_CODES.values())
@@ -137,3 +135,34 @@ def _read_python(tensors: Sequence[Tensor]) -> np.ndarray:
     out[:, DTYPE] = np.fromiter((DTYPE_CODES.get(d, -1) for d in map(_DTYPE, tensors)), dtype=np.int64, count=n)
     out[:, CONTIGUOUS] = np.fromiter(map(T.is_contiguous, tensors), dtype=np.int64, count=n)
     return out
+
+
+_ITEMSIZE = np.array([4, 2, 2, 8, 0], dtype=np.int64)  # bytes per element of each kernel dtype code (-1: 0)
+
+
+def uncovered(meta: np.ndarray) -> np.ndarray:
+    """Indices of the contiguous non-empty tensors of ``meta`` (:func:`read`) whose storage no longer holds their
+    elements (freed or resized); tensors of other dtypes are never listed."""
+    numel = meta[:, NUMEL]
+    extent = (meta[:, OFFSET] + numel) * _ITEMSIZE[meta[:, DTYPE]]
+    return np.flatnonzero((numel > 0) & (meta[:, CONTIGUOUS] == 1) & (extent > meta[:, NBYTES]))
+
+
+def check_storage(t: Tensor, contiguous: bool | None = None, who: str = "depthinit.stats", what: str = "a tensor",
+                  fix: str = "measure it while it is materialized") -> None:  # fmt: skip
+    """Kernels read and write raw memory: refuse a view whose storage no longer covers it (freed or resized), on
+    every backend, with one message (``who``, ``what`` and ``fix`` name the caller, the tensor and what to do).
+    ``contiguous``: ``t.is_contiguous()`` when the caller knows it."""
+    n = t.numel()
+    if n == 0 or t.is_meta:
+        return
+    if contiguous if contiguous is not None else t.is_contiguous():
+        extent = t.storage_offset() + n
+    else:
+        extent = t.storage_offset() + sum((k - 1) * st for k, st in zip(t.shape, t.stride())) + 1
+    if extent * t.element_size() > t.untyped_storage().nbytes():
+        raise ValueError(
+            f"{who}: {what} of shape {tuple(t.shape)} lies outside its storage "
+            f"({t.untyped_storage().nbytes()} bytes): its memory was freed or resized (e.g. an unsharded "
+            f"parameter outside forward / backward); {fix}"
+        )

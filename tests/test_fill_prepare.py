@@ -132,3 +132,59 @@ def test_avx512_build_gives_the_avx2_bits(tmp_path, monkeypatch):
             K.prepare([a], [row])(SEED)
             K.prepare([b], [row], lib=avx2)(SEED)
             assert torch.equal(a.view(torch.uint8), b.view(torch.uint8)), (dist, dtype)
+
+
+_FREED_SCRIPT = r"""
+import torch
+from torch import nn
+import depthinit as di
+from depthinit.fill import fill_tensors
+from depthinit.kernels.contract import DIST_NORMAL, FillRow
+
+R = FillRow(DIST_NORMAL, std=0.02, stream=1)
+
+
+def report(name, fn):
+    try:
+        fn()
+        print(name, "no error")
+    except ValueError as e:
+        print(name, "ValueError", "outside its storage" in str(e))
+
+
+freed = torch.empty(100)
+freed.untyped_storage().resize_(0)
+report("freed", lambda: fill_tensors([freed], [R], seed=0))  # the column-wise tables
+report("freed-loop", lambda: fill_tensors([torch.empty(4, 4).t(), freed], [R, R], seed=0))  # the general loop
+shrunk = torch.empty(100)[10:]
+shrunk.untyped_storage().resize_(80)  # 20 floats left under a view of [10, 100)
+report("shrunk", lambda: fill_tensors([shrunk], [R], seed=0))
+model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 64))
+model[1].weight.untyped_storage().resize_(0)  # what FSDP does to an unsharded parameter outside forward
+report("init_", lambda: di.init_(model, "he", seed=0))
+model = nn.Sequential(nn.Linear(256, 256), nn.Linear(256, 256))
+plan = di.plan(model, "he", seed=0)
+plan.apply(model)
+plan.apply(model)  # the cached tables
+storage, ptr = model[0].weight.untyped_storage(), model[0].weight.data_ptr()
+storage.resize_(0)
+storage.resize_(1024)  # a quarter of the weight's bytes, often at the same address
+same = model[0].weight.data_ptr() == ptr
+report("cached-shrunk-same-address" if same else "cached-shrunk", lambda: plan.apply(model))
+"""
+
+
+def test_freed_or_shrunk_storage_gets_a_clear_error_and_is_never_written():
+    """A tensor whose storage was freed (``resize_(0)``, as FSDP does outside forward) or shrunk under it: the
+    fill refuses it with one message before writing anything, on the column-wise path, the general loop,
+    ``di.init_`` and a plan applied again from its cached tables. Run in a child process: a write through a
+    freed storage kills the process (a segmentation fault before this check existed), which must show as
+    this test failing, not as the suite dying."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _FREED_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"the child died (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    assert set(lines) >= {"freed", "freed-loop", "shrunk", "init_"} and len(lines) == 5, lines
+    assert all(v == "ValueError True" for v in lines.values()), lines
