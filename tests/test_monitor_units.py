@@ -516,3 +516,28 @@ def test_alerts_on_the_monitors_columns_equal_alerts_on_its_records(hf_gpt2):
     assert [e.to_dict() for e in ref.events] == events
     assert ref.state_dict() == mon.alerts.state_dict()
     mon.close()
+
+
+def test_gradient_views_from_the_cached_weights_equal_the_general_ones(hf_gpt2):
+    """The monitor takes gradient views from its cached weight list (plain parameters); they are the views of
+    the general path (same memory, shape and strides, the per-head and q / k / v pieces included), and a
+    parameter without a gradient is absent in both."""
+    from depthinit.monitor.measure import StepMeasure
+
+    model = copy.deepcopy(hf_gpt2)
+    mon = VarianceMonitor(model, every=1, per_head=True)
+    x = torch.randint(0, 32, (2, 8), generator=torch.Generator().manual_seed(0))
+    model(x, labels=x).loss.backward()
+    model.transformer.h[1].mlp.c_fc.weight.grad = None
+    measure = mon._measure
+    assert isinstance(measure, StepMeasure)
+    measure.weight_views()
+    assert measure._weights is not None  # the fast path is the one compared
+
+    def key(views):
+        return [(v.data_ptr(), tuple(v.shape), v.stride()) for v in views[0]], views[1:]
+
+    fast, general = measure.grad_views(), measure.param_views(True)
+    assert len(fast[0]) > len(list(model.parameters())) and not all(fast[3])  # pieces, and one absent
+    assert key(fast) == key(general)
+    mon.close()

@@ -124,17 +124,18 @@ class ActivationCapture:
         if t is None:
             return
         site = self.sites[i]
+        compiling = torch.compiler.is_compiling()
         if site.grad_row is not None and t.requires_grad:
-            if torch.compiler.is_compiling():  # a tensor hook on an intermediate would break the graph
+            if compiling:  # a tensor hook on an intermediate would break the graph
                 self.stream_grads_skipped = True
             else:
                 t.register_hook(self._grad_hook(site.grad_row))
         x = measurable(t.detach())
-        if is_dtensor(x):
+        if type(x) is not Tensor and is_dtensor(x):
             x = x.to_local()  # activations are rank-local (data parallel)
         views = [x] if site.splits is None else [x if r is None else x.narrow(-1, r[0], r[1] - r[0])
                                                  for r in site.splits]
-        if torch.compiler.is_compiling():  # traced into the graph: plain torch ops that inductor fuses
+        if compiling:  # traced into the graph: plain torch ops that inductor fuses
             self._traced = True
             with torch.no_grad():
                 a, b = site.row0, site.row0 + len(views)

@@ -97,6 +97,19 @@ class StepMeasure:
         self._weights = (params, _data_ptrs(params), views) if plain else None
         return views
 
+    def grad_views(self) -> tuple[list[Tensor], list[bool], list[bool], list[bool]]:
+        """:meth:`param_views` of the gradients. While :meth:`weight_views` holds plain parameters (checked this
+        step), their gradients are plain too: views straight from its list, without the DTensor / float8 checks."""
+        if self._weights is None:
+            return self.param_views(True)
+        views, present = [], []
+        for pr, p in zip(self.table.prows, self._weights[0]):
+            g = None if p is None else p.grad
+            present.append(g is not None)
+            if g is not None:
+                views.append(g if pr.dim is None else g.narrow(pr.dim, pr.start, pr.stop - pr.start))
+        return views, [False] * len(views), [True] * len(views), present
+
     def param_views(self, grads: bool) -> tuple[list[Tensor], list[bool], list[bool], list[bool]]:
         """Local views of the weights (or gradients), their sharded / counted flags, and which rows exist.
 
@@ -131,7 +144,7 @@ class StepMeasure:
         tab, dev = self.table, self.consts.device
         nw = tab.n_weights
         wv, ws, wc, _ = self.weight_views()
-        gv, gs, gc, present = self.param_views(True) if grads else ([], [], [], [False] * nw)
+        gv, gs, gc, present = self.grad_views() if grads else ([], [], [], [False] * nw)
         has_update = updates.ready(step)
         dv = updates.deltas(wv) if has_update else []
         rows = [_stats.tensor_stats(wv + gv + dv).to(dev)] if wv or gv else []
