@@ -199,7 +199,10 @@ def _prepare_plain_cpu(tensors: list, rows: list, backend: str) -> PreparedFill 
         return None
     if not all(map(_IS_CPU, tensors)):
         return None
-    meta = tensor_meta.read(tensors)  # one native read: pointers, sizes, storage, dtype, contiguity
+    try:
+        meta = tensor_meta.read(tensors)  # one native read: pointers, sizes, storage, dtype, contiguity
+    except RuntimeError:  # a tensor without storage (sparse): the loop names it
+        return None
     columns = tuple(zip(*rows))  # the FillRow fields, one tuple each
     numels = meta[:, tensor_meta.NUMEL]
     if (meta[:, tensor_meta.DTYPE] < 0).any() or not meta[:, tensor_meta.CONTIGUOUS].all() or not numels.all():
@@ -258,6 +261,8 @@ def prepare_fill(
             t, row = _local_row(t, row, i)
         elif type(row) is not FillRow and not isinstance(row, FillRow):
             raise TypeError(f"rows[{i}] is a {type(row).__name__}, not a FillRow")
+        if t.layout is not torch.strided:
+            raise ValueError(f"tensors[{i}] has layout {t.layout}; the fill writes dense (strided) tensors")
         dtype, numel, ptr = t.dtype, t.numel(), t.data_ptr()
         if (ptr == 0 and t.is_meta) or dtype not in _FILL_DTYPE_SET:
             _check_target(t, i)

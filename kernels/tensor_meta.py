@@ -1,5 +1,7 @@
-"""The metadata of many CPU tensors in one native call (``tensor_meta.c``): what the kernels' tables are built
-from and checked against, at one Python attribute read a tensor (``Tensor._cdata``) instead of five or six.
+"""The metadata of many tensors in one native call (``tensor_meta.c``): what the kernels' tables are built from
+and checked against, at one Python attribute read a tensor (``Tensor._cdata``) instead of five or six. Nothing is
+dereferenced but torch's own bookkeeping, so tensors of any device can be read (a plan's cached fill checks its
+CUDA targets this way too).
 
 :func:`read` returns ``int64 [n, M_FIELDS]``: data pointer, element count, storage bytes, storage offset, kernel
 dtype code (``DTYPE_CODES``, -1 for other dtypes) and contiguity of each tensor. The native reader goes through

@@ -516,3 +516,29 @@ def test_materialize_meta_gpt2_keeps_ties(target, monkeypatch):
     assert_plan_close(plan, meta, cpu, target.device)
     idx = torch.randint(0, meta.transformer.wte.num_embeddings, (2, 8), device=target.device)
     assert bool(torch.isfinite(meta(idx)).all())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tensor metadata
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_tensor_metadata_on_the_device_reads_as_python_gives_it(target):
+    """A plan applied again checks its device targets with one native metadata read (kernels/tensor_meta.py, the
+    stable C shim): on the device's tensors it gives what their Python attributes give."""
+    from depthinit.kernels import tensor_meta
+
+    x = torch.randn(40, 30, device=target.device)
+    ts = [x, x[3:], x.t(), x[:, 5:9], torch.empty(0, device=target.device),
+          *(torch.ones(3, 5, dtype=dt, device=target.device)[1:] for dt in (torch.float16, torch.bfloat16,
+                                                                            torch.float64))]  # fmt: skip
+    got = tensor_meta.read(ts)
+    assert np.array_equal(got, tensor_meta._read_python(ts)), got.tolist()
+    if tensor_meta.reader() is not None:
+        assert tensor_meta.reader()(ts) is not None  # read natively, not through the Python fallback
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 8)).to(target.device)
+    plan = di.plan(model, "he", seed=1)
+    plan.apply(model, backend="triton")
+    first = [p.detach().clone() for p in model.parameters()]
+    plan.apply(model, backend="triton")  # the cached tables, checked by the metadata read
+    assert all(torch.equal(a, b) for a, b in zip(first, model.parameters()))

@@ -259,6 +259,7 @@ def test_fill_tensors_parameters_and_empty():
         (torch.empty(3, dtype=torch.bool), TypeError, "integer, bool and complex"),
         (torch.empty(3, dtype=torch.complex64), TypeError, "integer, bool and complex"),
         ([1.0, 2.0], TypeError, "not a tensor"),
+        (torch.eye(3).to_sparse(), ValueError, "layout torch.sparse_coo; the fill writes dense"),
     ],
 )
 def test_fill_tensors_rejects_bad_targets(tensor, error, match):
