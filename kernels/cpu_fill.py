@@ -57,6 +57,7 @@ def load(path) -> ctypes.CDLL:
         ctypes.c_float, ctypes.c_float, ctypes.c_float, ctypes.c_void_p,
     ]  # fmt: skip
     lib.depthinit_fill_standard.restype = ctypes.c_int
+    native.use_torch_threads(lib)
     return lib
 
 

@@ -59,9 +59,43 @@ static void *run_range(void *arg) {
     return NULL;
 }
 
+/* The OpenMP runtime torch runs its own parallel regions on (libgomp's GOMP_parallel ABI, which LLVM's and
+ * Intel's runtimes export too), handed over by the Python side (kernels/native.py) through
+ * depthinit_use_openmp; unset, the ranges run on threads of their own. On torch's team the ranges run on the
+ * threads that just ran torch's last operator: they spin for a while after each region, and threads of our own
+ * would share the cores with them (1.4x slower measured just after a torch reduction on 2 cores), and there is
+ * no thread to create. */
+typedef void (*omp_parallel_fn)(void (*body)(void *), void *data, unsigned num_threads, unsigned flags);
+typedef int (*omp_int_fn)(void);
+static omp_parallel_fn omp_parallel;
+static omp_int_fn omp_thread_num, omp_num_threads;
+
+/* Run ranges on torch's OpenMP team: parallel = GOMP_parallel, thread_num / num_threads = omp_get_thread_num /
+ * omp_get_num_threads of the same runtime; any NULL: threads of our own. */
+void depthinit_use_openmp(void *parallel, void *thread_num, void *num_threads) {
+    int all = parallel && thread_num && num_threads;
+    omp_parallel = all ? (omp_parallel_fn)parallel : NULL;
+    omp_thread_num = all ? (omp_int_fn)thread_num : NULL;
+    omp_num_threads = all ? (omp_int_fn)num_threads : NULL;
+}
+
+typedef struct {
+    Range *ranges;
+    int count;
+} Team;
+
+/* The body of the parallel region: the team's thread i of T runs ranges i, i + T, ... (all of them when the
+ * runtime gives fewer threads than asked, e.g. inside another parallel region). */
+static void run_team(void *arg) {
+    const Team *team = (const Team *)arg;
+    int t = omp_num_threads(), i = omp_thread_num();
+    for (int j = i; j < team->count; j += t > 0 ? t : team->count) run_range(team->ranges + j);
+}
+
 /* fn over the units [0, first[n]) of n tensors, in up to `threads` contiguous ranges (fewer, so that each holds at
- * least min_per_thread units). Range 0 runs on the caller; a thread that cannot start leaves its range to the
- * caller. Returns 0, or 1 when any range failed. */
+ * least min_per_thread units), on torch's OpenMP team when it was handed over, else on threads of our own: range
+ * 0 runs on the caller, a thread that cannot start leaves its range to the caller. Returns 0, or 1 when any range
+ * failed. */
 static int run_units(range_fn fn, void *ctx, const int64_t *first, int64_t n, int threads, int64_t min_per_thread) {
     int64_t units = first[n];
     if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -77,8 +111,15 @@ static int run_units(range_fn fn, void *ctx, const int64_t *first, int64_t n, in
         int64_t t = 0;
         while (t < n && first[t + 1] <= r->lo) t++;
         r->tensor = t;
-        if (j > 0) started[j] = pthread_create(ids + j, NULL, run_range, r) == 0;
     }
+    if (threads > 1 && omp_parallel) {
+        Team team = {ranges, threads};
+        omp_parallel(run_team, &team, (unsigned)threads, 0);
+        int failed = 0;
+        for (int j = 0; j < threads; j++) failed |= ranges[j].result != 0;
+        return failed;
+    }
+    for (int j = 1; j < threads; j++) started[j] = pthread_create(ids + j, NULL, run_range, ranges + j) == 0;
     run_range(ranges);
     int failed = ranges[0].result != 0;
     for (int j = 1; j < threads; j++) {

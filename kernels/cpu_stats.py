@@ -54,6 +54,7 @@ def load(path: str | os.PathLike) -> ctypes.CDLL:
     fn = lib.depthinit_stats
     fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
     fn.restype = ctypes.c_int
+    native.use_torch_threads(lib)
     return lib
 
 

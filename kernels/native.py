@@ -6,12 +6,14 @@ once per sources / flags / compiler into the
 cache directory (``$DEPTHINIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/depthinit``, else ``~/.cache/depthinit``;
 well under a second), atomically (concurrent builders all end with a complete file); :func:`open_library`
 builds and loads it, or logs one warning and returns None (no compiler, an unsupported platform, the kernel
-turned off by its environment variable), so that callers use their exact torch path.
+turned off by its environment variable), so that callers use their exact torch path. :func:`use_torch_threads`
+hands a loaded library the OpenMP runtime torch runs its operators on, so that the kernel's threads are torch's.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -23,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["cache_dir", "compile_flags", "build", "open_library"]
+__all__ = ["cache_dir", "compile_flags", "build", "open_library", "openmp_runtime", "use_torch_threads"]
 
 
 def cache_dir() -> Path:
@@ -153,3 +155,64 @@ def open_library(
     except (OSError, RuntimeError) as exc:
         log.warning("%s: CPU kernel unavailable (%s); using the exact torch path", what, exc)
         return None
+
+
+_OPENMP_NAMES = ("libgomp", "libiomp", "libomp")  # GNU, Intel, LLVM: all three export GOMP_parallel
+
+
+@functools.cache
+def openmp_runtime() -> tuple[int, int, int] | None:
+    """Addresses of ``GOMP_parallel``, ``omp_get_thread_num`` and ``omp_get_num_threads`` of the OpenMP runtime
+    torch runs its parallel regions on (found among the loaded libraries), or None: torch's parallel backend is
+    not OpenMP, the runtime cannot be found (not Linux), ``DEPTHINIT_CPU_THREADS=own``, or
+    ``OMP_WAIT_POLICY=passive``. Passive, torch's threads sleep as soon as a region ends, so there is no spinning
+    thread to share the cores with, and a woken one tends to start on the core of the thread that woke it:
+    measured on 2 cores, a fill of 100M fresh (page-faulting) elements took 160 ms on torch's team against 126 ms
+    on threads of its own, the same 127-129 ms with the default policy."""
+    if os.environ.get("DEPTHINIT_CPU_THREADS", "torch") == "own" or not sys.platform.startswith("linux"):
+        return None
+    if os.environ.get("OMP_WAIT_POLICY", "").strip().lower() == "passive":
+        return None
+    import torch
+
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        with open("/proc/self/maps") as f:
+            paths = {line.split()[-1] for line in f if "/" in line}
+    except OSError:
+        return None
+    torch_prefix = str(Path(torch.__file__).parent)  # torch/lib, torch.libs: the runtime of torch's wheel first
+    for path in sorted(paths, key=lambda p: (not p.startswith(torch_prefix), p)):
+        if Path(path).name.startswith(_OPENMP_NAMES):
+            try:
+                rt = ctypes.CDLL(path)  # loaded already: the same instance as torch's
+                fns = (rt.GOMP_parallel, rt.omp_get_thread_num, rt.omp_get_num_threads)
+            except (OSError, AttributeError):
+                continue
+            return tuple(ctypes.cast(fn, ctypes.c_void_p).value for fn in fns)
+    return None
+
+
+def use_torch_threads(lib: ctypes.CDLL) -> None:
+    """Have a kernel library (one including ``cpu_parallel.h``) run its threads on torch's OpenMP team
+    (:func:`openmp_runtime`) where there is one, else on threads of its own. A child process forked after a
+    parallel region cannot use that team (GNU's runtime waits forever on the parent's threads, torch's operators
+    too): there the library goes back to threads of its own."""
+    fn = lib.depthinit_use_openmp
+    fn.argtypes = [ctypes.c_void_p] * 3
+    fn.restype = None
+    rt = openmp_runtime()
+    fn(*(rt or (None, None, None)))
+    if rt is not None:
+        if not _ON_TORCH_TEAM:
+            os.register_at_fork(after_in_child=_own_threads_in_child)
+        _ON_TORCH_TEAM.append(fn)
+
+
+_ON_TORCH_TEAM: list = []  # the libraries' depthinit_use_openmp, of those on torch's team
+
+
+def _own_threads_in_child() -> None:
+    for fn in _ON_TORCH_TEAM:
+        fn(None, None, None)
