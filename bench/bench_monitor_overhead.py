@@ -21,8 +21,14 @@ Reported per model: the mean step time of each variant, and the overhead of each
 ``none`` as the **median over rounds** of the round's overhead against the same round's unmonitored
 block, with its **min-max** over the rounds and a bootstrap 90 % interval of the median (target for depthinit:
 <= 1 % median, below ``wandb.watch``: met when the whole interval is, undecided when it straddles 1 %; on a
-shared machine the rounds spread by +-15 %, so the median alone cannot tell 1 % from 3 %). On CPU also the
-cost of one monitoring cycle timed by parts (:func:`monitored_cycle_cost`), the finer estimate.
+shared machine the rounds spread by +-15 %, so the median alone cannot tell 1 % from 3 %). On CPU also two
+finer estimates of depthinit's overhead: **paired steps** (:func:`paired_cycles`: two identical models
+trained step by step in turn, the monitor on one of them, then on the other; the median overhead of a
+monitoring cycle against the other model's steps of the same seconds, with its bootstrap interval and
+verdict: **the benchmark's verdict on CPU**, its interval a few tenths of a point wide where the rounds' is
+several points), and the cost of one monitoring cycle timed by parts (:func:`monitored_cycle_cost`: each part
+alone, so it leaves out what the monitor costs the rest of the step; it has read 0.5-0.6 points below the
+paired estimate).
 Usage (every benchmark run under the CPU lock on a shared machine)::
 
     flock /tmp/depthinit-cpu.lock .venv/bin/python bench/bench_monitor_overhead.py      # 6 and 12 layers
@@ -157,6 +163,17 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def step(self, mon=None) -> None:
+        """One training step (forward, backward, optimizer), then ``mon.step()`` when a monitor is given."""
+        x, y = self.tokens[:, :-1], self.tokens[:, 1:]
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            loss = F.cross_entropy(self.fwd(x).flatten(0, 1).float(), y.flatten())
+        loss.backward()
+        self.opt.step()
+        if mon is not None:
+            mon.step()
+        self.opt.zero_grad(set_to_none=True)
+
 
 class Run:
     """One variant and the mean step time of each of its blocks.
@@ -191,17 +208,10 @@ class Run:
         """Run ``n`` training steps; their mean time (the device is synchronized at both ends only)."""
         tr = self.trainer
         mon = self.mon if self.persistent else self.attach()
-        x, y = tr.tokens[:, :-1], tr.tokens[:, 1:]
         tr.sync()
         t0 = self.clock()
         for _ in range(n):
-            with torch.autocast(tr.device.type, dtype=tr.amp, enabled=tr.amp is not None):
-                loss = F.cross_entropy(tr.fwd(x).flatten(0, 1).float(), y.flatten())
-            loss.backward()
-            tr.opt.step()
-            if mon is not None:
-                mon.step()
-            tr.opt.zero_grad(set_to_none=True)
+            tr.step(mon)
         tr.sync()
         elapsed = (self.clock() - t0) / n
         if mon is not None and not self.persistent:
@@ -296,14 +306,58 @@ def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) ->
             "total": acts + both + every * hooks}
 
 
-def median_interval(values: list[float], level: float = 0.9, resamples: int = 2000, seed: int = 0) -> list[float]:
+def paired_cycles(args, tokens: torch.Tensor, clock: Callable[[], float], cycles: int) -> list[list[float]]:
+    """depthinit's overhead (%) in each monitoring cycle, from two identical models trained step by step in turn.
+
+    Two trainers built alike (same init, tokens, optimizer); one carries a ``VarianceMonitor``, and their
+    steps alternate (the order swaps every step), each timed alone, so that both see the same machine from one
+    step to the next: on a shared machine the speed drifts over seconds, and whole blocks of steps taken one
+    after the other differ by several percent where adjacent steps differ by far less. A cycle's overhead is
+    its ``every`` monitored steps against the other model's ``every`` steps of the same stretch of time: the
+    monitored step, its update reference and the idle hooks of the other steps, all included. The monitor is
+    on the first model for ``cycles`` cycles, then on the second for as many (so that a difference between the
+    two models' memory placement cancels); the first cycle of each half warms up and is left out.
+    Returns the two halves' per-cycle overheads."""
+    from depthinit.monitor import VarianceMonitor
+
+    trainers = [Trainer(args, tokens), Trainer(args, tokens)]
+    halves = []
+    for monitored in (0, 1):
+        mon = VarianceMonitor(trainers[monitored].model, every=args.every, alerts=True, update=args.update)
+        per_cycle = []
+        for c in range(cycles + 1):
+            spent = [0.0, 0.0]
+            for i in range(args.every):
+                for j in (0, 1) if i % 2 == 0 else (1, 0):
+                    t0 = clock()
+                    trainers[j].step(mon if j == monitored else None)
+                    spent[j] += clock() - t0
+            if c:
+                bare = spent[1 - monitored]
+                per_cycle.append(100 * (spent[monitored] - bare) / bare)
+        mon.close()
+        halves.append(per_cycle)
+    return halves
+
+
+def median_interval(values: list[float] | list[list[float]], level: float = 0.9, resamples: int = 2000,
+                    seed: int = 0) -> list[float]:  # fmt: skip
     """A bootstrap ``level`` interval of the median of ``values`` (percentiles of the medians of ``resamples``
-    resamples with replacement, fixed seed): how far the reported median could move on another run."""
+    resamples with replacement, fixed seed): how far the reported median could move on another run. A list of
+    groups (the halves of :func:`paired_cycles`): the interval of the mean of the groups' medians, each group
+    resampled on its own."""
+    groups = values if values and isinstance(values[0], list) else [values]
     g = torch.Generator().manual_seed(seed)
-    v = torch.tensor(values, dtype=torch.float64)
-    meds = v[torch.randint(0, len(values), (resamples, len(values)), generator=g)].median(1).values
+    meds = torch.zeros(resamples, dtype=torch.float64)
+    for group in groups:
+        v = torch.tensor(group, dtype=torch.float64)
+        meds += v[torch.randint(0, len(group), (resamples, len(group)), generator=g)].median(1).values / len(groups)
     q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
     return torch.quantile(meds, q).tolist()
+
+
+def mean_of_medians(groups: list[list[float]]) -> float:
+    return statistics.fmean(statistics.median(g) for g in groups)
 
 
 def verdict(interval: list[float], ref: float, target: float = 1.0) -> str:
@@ -329,10 +383,12 @@ def parser(defaults: dict | None = None, description: str | None = None) -> argp
     ap.add_argument("--every", type=int, default=10, help="monitor every N optimizer steps")
     ap.add_argument("--block", type=int, default=0, help="steps per variant per round (default: 2*every)")
     ap.add_argument("--rounds", type=int, default=8, help="interleaved rounds")
+    ap.add_argument("--cycles", type=int, default=30,
+                    help="monitoring cycles per half of the paired-steps estimate (CPU; 0: leave it out)")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--update", default="norm", choices=("norm", "exact"), help="monitor's update-ratio mode")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is; default 1)")
-    ap.add_argument("--clock", default="cpu", choices=("cpu", "wall"),
+    ap.add_argument("--clock", default="cpu", choices=("cpu", "thread", "wall"),
                     help="cpu: process CPU time (robust on a shared machine, exact with 1 thread); wall: wall time")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--amp", default="none", choices=("none", "bf16"), help="autocast dtype")
@@ -354,7 +410,7 @@ def measure(args, layers: int) -> dict:
     block = args.block or 2 * args.every
     g = torch.Generator().manual_seed(0)
     tokens = torch.randint(0, args.vocab, (args.batch, args.seq + 1), generator=g)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    clock = {"cpu": time.process_time, "thread": time.thread_time}.get(args.clock, time.perf_counter)
     names = [n for n in VARIANTS if n != "wandb" or args.wandb]
     shared = None if args.compile else Trainer(args, tokens)
     runs = [Run(n, args, shared or Trainer(args, tokens), clock) for n in names]
@@ -369,6 +425,7 @@ def measure(args, layers: int) -> dict:
     for r in runs:
         if r.mon is not None:
             r.mon.close()
+    paired = paired_cycles(args, tokens, clock, args.cycles) if args.device == "cpu" and args.cycles else None
 
     mean = {n: statistics.fmean(v) for n, v in round_means.items()}
     mons = [n for n in MONITORS if n in round_means]
@@ -390,6 +447,13 @@ def measure(args, layers: int) -> dict:
     res["overhead_pct_interval"] = {n: median_interval(v) for n, v in per_round.items()}
     res["target"] = verdict(res["overhead_pct_interval"]["depthinit"], ref)
     res["target_met"] = res["target"] == "met"
+    if paired is not None:  # the finest end-to-end estimate: adjacent steps of two identical models
+        res["paired"] = {"overhead_pct": mean_of_medians(paired), "interval": median_interval(paired),
+                         "cycles": paired, "range": [min(map(min, paired)), max(map(max, paired))]}  # fmt: skip
+        res["paired"]["target"] = verdict(res["paired"]["interval"], ref)
+        # the verdict: the rounds' medians spread too widely on a shared machine to decide (target_rounds)
+        res["target_rounds"], res["target"] = res["target"], res["paired"]["target"]
+        res["target_met"] = res["target"] == "met"
     if cycle is not None:  # the same overhead from the parts of one monitoring cycle, timed alone
         res["cycle_ms"] = {k: 1e3 * v for k, v in cycle.items()}
         res["overhead_pct_from_parts"] = 100 * cycle["total"] / (args.every * mean["none"])
@@ -411,7 +475,14 @@ def report(res: dict) -> str:
         lines.append(f"  {n:<10} {ms:8.1f} ms/step{extra}")
     lines.append(f"  depthinit / wandb.watch overhead = {res['depthinit_over_wandb']:.3f}; depthinit / watch-like = "
                  f"{res['depthinit_over_watch']:.3f}; target (<= 1 % median, below wandb.watch): "
-                 f"{res['target']} (from the interval of the median)")
+                 f"{res.get('target_rounds', res['target'])} (from the interval of the rounds' median)")
+    if "paired" in res:
+        pr = res["paired"]
+        n = sum(map(len, pr["cycles"]))
+        lines.append(f"  paired steps of two identical models ({n} monitoring cycles, the monitor on each model in "
+                     f"turn): overhead median {pr['overhead_pct']:+.2f} % (cycles {pr['range'][0]:+.2f} .. "
+                     f"{pr['range'][1]:+.2f} %; 90 % interval of the median {pr['interval'][0]:+.2f} .. "
+                     f"{pr['interval'][1]:+.2f} %); target: {pr['target']} (the verdict)")
     if "cycle_ms" in res:
         parts = ", ".join(f"{k} {v:.1f} ms" for k, v in res["cycle_ms"].items())
         pct = res["overhead_pct_from_parts"]
@@ -420,9 +491,15 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
+def headline_overhead(res: dict) -> float:
+    """depthinit's overhead (%) that the verdict is drawn from: the paired-steps median where it was measured
+    (CPU), else the median of the rounds."""
+    return res["paired"]["overhead_pct"] if "paired" in res else res["overhead_pct"]["depthinit"]
+
+
 def main(argv=None, defaults: dict | None = None, description: str | None = None) -> dict:
     """Measure every model of ``--layers``; the top-level keys are those of the model where depthinit's
-    median overhead is highest (the worst case), ``models`` holds every model's result."""
+    overhead (:func:`headline_overhead`) is highest (the worst case), ``models`` holds every model's result."""
     args = parser(defaults, description).parse_args(argv)
     if args.device.startswith("cuda") and args.clock == "cpu":
         args.clock = "wall"  # CPU time does not see the device
@@ -443,7 +520,7 @@ def main(argv=None, defaults: dict | None = None, description: str | None = None
         WandbWatch.run.finish()
         WandbWatch.run = None
         wandb.teardown()
-    worst = max(results, key=lambda r: r["overhead_pct"]["depthinit"])
+    worst = max(results, key=headline_overhead)
     res = {**worst, "models": results}
     if args.json == "-":
         print(json.dumps(res, indent=2))

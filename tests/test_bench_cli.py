@@ -137,11 +137,13 @@ def test_real_quick_run_prints_the_ratio_table(tmp_path, capsys):
     assert "VarianceMonitor step overhead vs no monitoring" in text and "<= 1%" in text
     res = json.loads(out.read_text())
     rows = {r["what"]: r for r in res["rows"]}
-    ov = rows["VarianceMonitor step overhead vs no monitoring"]
+    ov = rows["VarianceMonitor step overhead vs no monitoring (paired steps)"]  # the verdict's estimate
     assert ov["unit"] == "%" and isinstance(ov["value"], float)
     # met left blank (None) exactly when the median's 90 % interval straddles 1 %: the run cannot tell
     assert ov["met"] in (True, False, None) and (ov["met"] is None) == ("(undecided)" in ov["note"])
     assert "interval of the median" in ov["note"]
+    rounds = rows["  the same, median of interleaved rounds"]
+    assert rounds["unit"] == "%" and isinstance(rounds["value"], float) and rounds["met"] is None
     parts = rows["  the same, one monitoring cycle timed by parts"]
     assert parts["unit"] == "%" and isinstance(parts["value"], float) and parts["met"] == (parts["value"] <= 1.0)
     assert rows["monitor overhead / wandb.watch-like overhead"]["value"] is not None
