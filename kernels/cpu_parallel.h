@@ -63,7 +63,7 @@ static void *run_range(void *arg) {
  * Intel's runtimes export too), handed over by the Python side (kernels/native.py) through
  * depthinit_use_openmp; unset, the ranges run on threads of their own. On torch's team the ranges run on the
  * threads that just ran torch's last operator: they spin for a while after each region, and threads of our own
- * would share the cores with them (1.4x slower measured just after a torch reduction on 2 cores), and there is
+ * would share the cores with them (up to 2.5x slower measured just after torch reductions on 2 cores), and there is
  * no thread to create. */
 typedef void (*omp_parallel_fn)(void (*body)(void *), void *data, unsigned num_threads, unsigned flags);
 typedef int (*omp_int_fn)(void);
