@@ -389,7 +389,8 @@ def parser(defaults: dict | None = None, description: str | None = None) -> argp
     ap.add_argument("--update", default="norm", choices=("norm", "exact"), help="monitor's update-ratio mode")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: leave as is; default 1)")
     ap.add_argument("--clock", default="cpu", choices=("cpu", "thread", "wall"),
-                    help="cpu: process CPU time (robust on a shared machine, exact with 1 thread); wall: wall time")
+                    help="cpu: process CPU time (robust on a shared machine, exact with 1 thread); thread: CPU time "
+                         "of the main thread only; wall: wall time")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--amp", default="none", choices=("none", "bf16"), help="autocast dtype")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (monitor hooks included)")
@@ -425,7 +426,9 @@ def measure(args, layers: int) -> dict:
     for r in runs:
         if r.mon is not None:
             r.mon.close()
-    paired = paired_cycles(args, tokens, clock, args.cycles) if args.device == "cpu" and args.cycles else None
+    # the paired models are eager: with --compile the rounds (compiled) keep the verdict
+    paired = (paired_cycles(args, tokens, clock, args.cycles)
+              if args.device == "cpu" and args.cycles and not args.compile else None)  # fmt: skip
 
     mean = {n: statistics.fmean(v) for n, v in round_means.items()}
     mons = [n for n in MONITORS if n in round_means]
