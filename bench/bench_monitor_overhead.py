@@ -266,9 +266,7 @@ def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) ->
 
     def fwd(active: bool):
         def f():  # a training forward and backward: its activations stay alive for the backward anyway
-            mon._active = active
-            if active:
-                mon._set_active()
+            mon._active = active  # idle: the modules' hooks come off at the forward's start
             F.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
             mon._capture.finish()
             tr.opt.zero_grad(set_to_none=True)
@@ -286,7 +284,7 @@ def monitored_cycle_cost(run: Run, clock: Callable[[], float], reps: int = 9) ->
         return statistics.median(diffs)
 
     acts = max(paired(fwd(True), fwd(False)), 0.0)
-    hooks = len(mon._capture._hooks) * idle_hook_cost(mon, clock)  # each hooked module runs once a forward
+    hooks = len(mon._capture._hooks) * idle_hook_cost(mon, clock)  # the hooks an idle eager forward runs
     F.cross_entropy(model(x).flatten(0, 1), y.flatten()).backward()
     step = mon.global_step
 

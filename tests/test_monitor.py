@@ -333,6 +333,43 @@ def test_close_removes_hooks_also_after_an_exception_in_a_hook(monkeypatch):
     mon.close()  # idempotent
 
 
+def test_unmonitored_eager_forwards_run_without_the_modules_hooks():
+    """A module with a forward hook takes the slow path of ``nn.Module.__call__``: the idle steps' forwards go
+    without the sites' hooks (only the model's own: a forward pre-hook and a forward hook), the monitored ones with
+    all of them."""
+    model = tiny_gpt2()
+    mon = VarianceMonitor(model, every=3, alerts=None)
+    seen = []
+    model.register_forward_pre_hook(lambda m, a: seen.append(all_hooks(model)))  # after the monitor's own
+    train(model, mon, 7)
+    mon.close()
+    sites = len(mon._capture.sites)
+    assert sites > 4
+    assert seen == [1 + sites if s % 3 == 0 else 1 for s in range(7)]  # forward hooks (pre-hooks aside)
+    assert {r["step"] for r in mon.history if r["kind"] == "act"} == {0, 3, 6}
+
+
+def test_activation_rows_are_the_modules_own_outputs_whatever_other_hooks_return():
+    """The sites' hooks go first among a module's forward hooks, also when they come back after idle steps:
+    another hook that returns a new output changes neither the records nor what they measure."""
+    def rows(double: bool):
+        model = tiny_gpt2()
+        mon = VarianceMonitor(model, every=2, alerts=None)
+        if double:  # registered after the monitor: last at step 0, before the re-attached hooks at step 2
+            model.transformer.h[0].mlp.c_fc.register_forward_hook(lambda m, a, out: out * 2)
+        train(model, mon, 3)
+        mon.close()
+        return [(r["step"], r["mean"], r["std"]) for r in mon.history
+                if r["kind"] == "act" and r["name"] == "h.0.mlp.c_fc"]
+
+    plain, doubled = rows(False), rows(True)
+    assert [s for s, *_ in doubled] == [0, 2]
+    assert doubled[0] == plain[0]  # step 0: the same weights, the module's own output
+    # at step 2 the weights differ (the doubled output trained the model differently); the figures must still
+    # be the module's own output, not twice it: its std is close to the plain run's, not twice it
+    assert doubled[1][2] == pytest.approx(plain[1][2], rel=0.2)
+
+
 def test_second_monitor_closes_the_first_no_stacked_hooks():
     model = tiny_gpt2()
     first = VarianceMonitor(model, every=1, alerts=None)

@@ -76,11 +76,13 @@ class VarianceMonitor:
     See the module docstring for what is measured and the record format. Cost of a monitored step: one
     fused statistics launch for weights and gradients (and, ``update="exact"``, the weight deltas), one
     per forward for the activations, a norm pass (``update="norm"``) there and on the step before, and
-    under ``torch.distributed`` one all_gather of the rows; the other steps cost one Python call per
-    hooked module. Nothing waits for the device inside a step (on CUDA).
+    under ``torch.distributed`` one all_gather of the rows; the other steps cost two hooks on the model
+    itself: the modules' hooks are on during monitored steps only (under ``torch.compile``, where dynamo
+    traces them into the graph once, on for good). Nothing waits for the device inside a step (on CUDA).
 
     Args:
         model: the model (hooks go on its submodules: create the monitor *before* ``torch.compile``).
+            The activation hooks go first among each module's forward hooks: they see its own output.
         every: monitor the optimizer steps ``0, every, 2·every, ...``.
         weights, grads, activations: what to measure.
         include, exclude: regexes searched in module names (``model.named_modules()``); the default
@@ -238,7 +240,7 @@ class VarianceMonitor:
             self._capture.start_step(True)
 
     # the hooks record while this is True (set by step(); benchmarks set it themselves)
-    _active = property(lambda self: self._capture.active, lambda self, v: setattr(self._capture, "active", v))
+    _active = property(lambda self: self._capture.active, lambda self, v: self._capture.start_step(v))
     _prev_step = property(lambda self: self._updates.prev_step,
                           lambda self, v: setattr(self._updates, "prev_step", v))
 
