@@ -124,8 +124,11 @@ class _Recorder(TorchDispatchMode):
             self.keep.append(t)
 
     def _record(self, func, args, kwargs, out) -> None:
-        flat_in = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
-        outs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+        flat_in = _tensors(args, [])
+        if kwargs:
+            _tensors(tuple(kwargs.values()), flat_in)
+        outs = _tensors(out, []) if type(out) is tuple or type(out) is list else (
+            [out] if isinstance(out, torch.Tensor) else [])
         prov = [self.param_of(a) for a in flat_in]
         # Views and casts of a parameter stay that parameter.
         if outs and len(outs) == 1 and prov and prov[0] is not None and flat_in[0] is args[0]:
@@ -246,6 +249,16 @@ class _Recorder(TorchDispatchMode):
                 self._rec(name).residual_scale = True
         self.tags[id(o)] = frozenset()  # the stream mixes everything: no single last weight op
         self.anc[id(o)] = anc
+
+
+def _tensors(xs: tuple | list, into: list) -> list:
+    """The tensors of an op's arguments or outputs (in nested tuples and lists), in order, appended to ``into``."""
+    for x in xs:
+        if isinstance(x, torch.Tensor):
+            into.append(x)
+        elif type(x) is tuple or type(x) is list:
+            _tensors(x, into)
+    return into
 
 
 def _norm_weight(func, args):
