@@ -76,13 +76,12 @@ class VarianceMonitor:
     See the module docstring for what is measured and the record format. Cost of a monitored step: one
     fused statistics launch for weights and gradients (and, ``update="exact"``, the weight deltas), one
     per forward for the activations, a norm pass (``update="norm"``) there and on the step before, and
-    under ``torch.distributed`` one all_gather of the rows; the other steps cost two hooks on the model
-    itself: the modules' hooks are on during monitored steps only (under ``torch.compile``, where dynamo
-    traces them into the graph once, on for good). Nothing waits for the device inside a step (on CUDA).
+    under ``torch.distributed`` one all_gather of the rows; the other steps cost two hooks on the model (the
+    modules' hooks are on in monitored steps only; under ``torch.compile``, on for good). No host sync in a step.
 
     Args:
-        model: the model (hooks go on its submodules: create the monitor *before* ``torch.compile``).
-            The activation hooks go first among each module's forward hooks: they see its own output.
+        model: the model (hooks go on its submodules, first among their forward hooks: each sees the module's
+            own output; create the monitor *before* ``torch.compile``).
         every: monitor the optimizer steps ``0, every, 2·every, ...``.
         weights, grads, activations: what to measure.
         include, exclude: regexes searched in module names (``model.named_modules()``); the default
