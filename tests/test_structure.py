@@ -131,3 +131,33 @@ def test_trace_allocates_nothing():
         m = Net()
     p = di.plan(m, "he", example=torch.zeros(2, 16))
     assert rows(p)["readout.weight"].role == "head" and all(prm.is_meta for prm in m.parameters())
+
+
+def test_trace_runs_without_the_cyclic_collector_and_restores_it():
+    """The trace keeps every object it makes alive, so collections during it only walk the heap: it pauses the
+    collector, and leaves it as it found it (enabled or not, also when the forward fails)."""
+    import gc
+
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self, fail: bool = False):
+            super().__init__()
+            self.lin, self.fail = nn.Linear(4, 4), fail
+
+        def forward(self, x):
+            seen.append(gc.isenabled())
+            if self.fail:
+                raise RuntimeError("no meta kernel")
+            return self.lin(x)
+
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            assert trace(Probe(), torch.zeros(2, 4)) is not None
+            assert trace(Probe(fail=True), torch.zeros(2, 4)) is None
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert seen == [False] * 4
