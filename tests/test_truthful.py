@@ -206,6 +206,27 @@ def test_monitor_rescans_parameters_removed_added_or_reparametrized():
     assert again.history == mon.history
 
 
+def test_monitor_rescans_a_submodule_replaced_by_one_of_the_same_shapes():
+    # before: the rows kept reading the old module (weight var 0.04 reported for a new weight of var 365)
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8))
+    x = torch.randn(4, 8)
+    mon = VarianceMonitor(m, every=1)
+    run_steps(m, mon, x, 1)
+    m[2] = nn.Linear(8, 8)
+    with torch.no_grad():
+        m[2].weight.mul_(100)
+    with pytest.warns(UserWarning, match=r"parameters changed at step 1 \(replaced modules: 2\)"):
+        run_steps(m, mon, x, 2, lr=0.0)
+    mon.close()
+    row = {(r["step"], r["kind"], r["name"]): r for r in mon.history}
+    assert row[1, "weight", "2"]["var"] == pytest.approx(var64(m[2].weight), rel=EXACT)
+    # the step of the change has no activation rows (its forward ran with the old module's hook); the next
+    # one reads the new module's output
+    assert (1, "act", "2") not in row
+    assert row[2, "act", "2"]["var"] == pytest.approx(var64(m(x)), rel=1e-6)
+
+
 @dataclasses.dataclass
 class Out:
     ids: torch.Tensor

@@ -124,10 +124,10 @@ class VarianceMonitor:
             (:func:`depthinit.structure.residual_blocks`: the container items holding residual output
             projections); ``False``: never.
 
-    Parameters added, removed, re-parametrized or cast after the monitor was made are noticed at the next
-    monitored step: the rows are rebuilt (one warning naming the changed parameters), the records of the
-    earlier steps stay in :attr:`history`. Float8 tensors are measured after an upcast to float32 (a copy
-    at each monitored step); every other floating dtype in its own precision (fp64 in fp64).
+    Parameters added, removed, re-parametrized or cast, and submodules replaced, after the monitor was made
+    are noticed at the next monitored step: the rows are rebuilt (one warning naming what changed), the
+    records of the earlier steps stay in :attr:`history`. Float8 tensors are measured after an upcast to
+    float32 (a copy at each monitored step); every other floating dtype in its own precision (fp64 in fp64).
 
     Example::
 

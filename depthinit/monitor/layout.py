@@ -228,17 +228,30 @@ def split_dim(p: Tensor, out: int) -> int | None:
 
 
 def params_signature(model: nn.Module) -> tuple:
-    """What a re-scan compares: name, dtype and shape of every parameter."""
-    return tuple((n, p.dtype, tuple(p.shape)) for n, p in model.named_parameters())
+    """What a re-scan compares: name, dtype and shape of every parameter, and which module object holds each
+    name (a submodule replaced by one of the same shapes must not leave the rows reading the old one)."""
+    params, modules, seen = [], [], set()
+    for mname, mod in model.named_modules():  # one walk: what named_parameters() does, plus the modules
+        modules.append((mname, id(mod)))
+        for leaf, p in mod._parameters.items():
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                params.append((f"{mname}.{leaf}" if mname else leaf, p.dtype, p.shape))
+    return tuple(params), tuple(modules)
 
 
 def describe_change(old: tuple, new: tuple) -> str:
-    """``"added: a; removed: b; changed dtype/shape: c"`` between two :func:`params_signature`."""
-    old_names, new_names = {n for n, *_ in old}, {n for n, *_ in new}
-    changed = sorted({n for n, *_ in set(new) ^ set(old)} & old_names & new_names)
+    """``"added: a; removed: b; changed dtype/shape: c; replaced modules: d"`` between two
+    :func:`params_signature`."""
+    (old_p, old_m), (new_p, new_m) = old, new
+    old_names, new_names = {n for n, *_ in old_p}, {n for n, *_ in new_p}
+    changed = sorted({n for n, *_ in set(new_p) ^ set(old_p)} & old_names & new_names)
+    before = dict(old_m)
+    replaced = [n for n, i in new_m if n in before and before[n] != i]
+    replaced = [n for n in replaced if not any(n.startswith(r + ".") for r in replaced if r)] or replaced
     what = [f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}" for k, v in (
         ("added", sorted(new_names - old_names)), ("removed", sorted(old_names - new_names)),
-        ("changed dtype/shape", changed)) if v]
+        ("changed dtype/shape", changed), ("replaced modules", [n or "(the model)" for n in replaced])) if v]
     return "; ".join(what)
 
 
