@@ -247,11 +247,11 @@ def describe_change(old: tuple, new: tuple) -> str:
     old_names, new_names = {n for n, *_ in old_p}, {n for n, *_ in new_p}
     changed = sorted({n for n, *_ in set(new_p) ^ set(old_p)} & old_names & new_names)
     before = dict(old_m)
-    replaced = [n for n, i in new_m if n in before and before[n] != i]
-    replaced = [n for n in replaced if not any(n.startswith(r + ".") for r in replaced if r)] or replaced
+    replaced = [n for n, i in new_m if n in before and before[n] != i]  # never "": the model is the same object
+    replaced = [n for n in replaced if not any(n.startswith(r + ".") for r in replaced)]  # the outermost only
     what = [f"{k}: {', '.join(v[:4])}{' ...' if len(v) > 4 else ''}" for k, v in (
         ("added", sorted(new_names - old_names)), ("removed", sorted(old_names - new_names)),
-        ("changed dtype/shape", changed), ("replaced modules", [n or "(the model)" for n in replaced])) if v]
+        ("changed dtype/shape", changed), ("replaced modules", replaced)) if v]
     return "; ".join(what)
 
 
